@@ -62,3 +62,12 @@ def redis_url(redis_server):
 @pytest.fixture(autouse=True)
 def _one_torch_thread(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny Qwen2 and tokenizer that `relayrl model init-tiny` builds (built once)."""
+    from relayrl.config import TinyModelConfig
+    from relayrl.model.tiny import init_tiny
+
+    return init_tiny(tmp_path_factory.mktemp("tiny") / "model", TinyModelConfig(max_position_embeddings=64))

@@ -59,6 +59,7 @@ class RedisQueue(_Strict):
     """Redis streams with consumer groups: the networked replay queue."""
 
     type: Literal["redis"] = "redis"
+    """Selects this backend."""
     url: str | None = None
     """redis:// URL. Null: the single-machine launcher starts a private redis-server."""
     lease_idle_s: float = Field(30.0, gt=0)
@@ -69,6 +70,7 @@ class MemoryQueue(_Strict):
     """In-process queue with the same semantics: unit tests and single-process runs."""
 
     type: Literal["memory"] = "memory"
+    """Selects this backend."""
     lease_idle_s: float = Field(30.0, gt=0)
     """A leased entry idle this long is re-leased to another consumer."""
 
@@ -221,3 +223,32 @@ class StreamKeys:
         self.swe = f"{prefix}:swe"
         self.dead = f"{prefix}:dead"
         self.version = f"{prefix}:version"
+
+
+def reference_markdown() -> str:
+    """The configuration reference (README): every section and field with its default and doc."""
+    from typing import get_args
+
+    lines: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        rows, subs = [], []
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            models = [a for a in (get_args(ann) or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if models:
+                subs.append((f"{prefix}{name}", models, field.description or ""))
+                continue
+            default = field.get_default(call_default_factory=True)
+            default = "null" if default is None else default
+            rows.append(f"| `{prefix}{name}` | `{default}` | {field.description or ''} |")
+        if rows:
+            lines.extend(["| key | default | meaning |", "|---|---|---|", *rows, ""])
+        for path, models, doc in subs:
+            for sub in models:
+                title = f"`{path}`" + (f" (`type: {sub.model_fields['type'].default}`)" if "type" in sub.model_fields else "")
+                lines.extend([f"#### {title}", "", doc or (sub.__doc__ or "").strip().splitlines()[0], ""])
+                walk(sub, f"{path}.")
+
+    walk(RunConfig, "")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run the test suites, each its own step: the fast suite (unit + integration against real Redis,
+# real gRPC servers, real math-verify, a real tiny model), then the slow end-to-end suite (the
+# quickstart trained across separate processes; minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+echo "== fast suite"
+.venv/bin/python -m pytest -m "not slow and not gpu and not vllm" -q
+echo "== slow suite (end to end)"
+.venv/bin/python -m pytest -m "slow" -q

@@ -1,0 +1,1 @@
+"""Policy models: building the tiny model, loading and saving Hugging Face directories."""

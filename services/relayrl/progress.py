@@ -1,0 +1,53 @@
+"""Live progress of a run for the terminal: step, reward, version and queue depths (rich).
+
+The monitor polls the learner's `GetStatus` RPC and the streams' lag in Redis; it never blocks
+the launcher for long (short deadlines), and a peer that is still starting simply shows blanks.
+"""
+
+from __future__ import annotations
+
+import grpc
+import redis
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from relayrl.config import StreamKeys
+from relayrl.rpc import channel
+from relayrl.wire import learner_pb2, learner_pb2_grpc
+
+
+class RunMonitor:
+    def __init__(self, redis_url: str, learner_addr: str, keys: StreamKeys, steps: int, enabled: bool = True) -> None:
+        self.keys, self.steps, self.enabled = keys, steps, enabled
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=1)
+        self.channel = channel(learner_addr)
+        self.stub = learner_pb2_grpc.LearnerServiceStub(self.channel)
+        self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not enabled)
+        self.task = self.progress.add_task("train", total=steps, info="starting")
+
+    def __enter__(self) -> "RunMonitor":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+        self.channel.close()
+        self.redis.close()
+
+    def _lag(self, stream: str) -> str:
+        try:
+            groups = self.redis.xinfo_groups(stream)
+        except redis.RedisError:
+            return "-"
+        return str(groups[0].get("lag", "-")) if groups else "-"
+
+    def update(self) -> None:
+        if not self.enabled:
+            return
+        try:
+            s = self.stub.GetStatus(learner_pb2.LearnerStatusRequest(), timeout=0.5)
+        except grpc.RpcError:
+            return
+        info = (f"reward {s.last_reward_mean:.3f}  version {s.version}  prompts queued {self._lag(self.keys.prompts)}"
+                f"  groups queued {self._lag(self.keys.groups)}  dropped stale {s.groups_dropped_stale}")
+        self.progress.update(self.task, completed=s.step, info=info)

@@ -1,0 +1,106 @@
+"""The verifier boundary: one `Verifier` per task kind, and a registry that finds it by kind.
+
+A group's prompt carries its task kind ("math" today; "code" and "swe" later), so a new kind is a
+new `Verifier` subclass registered here, with no change to the protocol or the service. Every
+verifier returns one of DESIGN.md's three outcomes: `pass` (the answer was judged correct),
+`fail` (the model's fault) or `infra_error` (the verifier itself broke or ran out of time: the
+service retries it, and the learner never trains on it as a fake zero).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from relayrl.config import RewardConfig
+from relayrl.wire import common_pb2
+
+OutcomeName = Literal["pass", "fail", "infra_error"]
+
+OUTCOMES: dict[str, int] = {
+    "pass": common_pb2.OUTCOME_PASS,
+    "fail": common_pb2.OUTCOME_FAIL,
+    "infra_error": common_pb2.OUTCOME_INFRA_ERROR,
+}
+
+
+@dataclass
+class Score:
+    """What a verifier says about one response."""
+
+    outcome: OutcomeName
+    """pass / fail / infra_error (DESIGN.md's three outcomes)."""
+    reward: float
+    """The weighted reward the learner trains on (0 for an infrastructure error)."""
+    components: dict[str, float] = field(default_factory=dict)
+    """Each reward component before weighting ("accuracy", "format", ...)."""
+    details: dict = field(default_factory=dict)
+    """What was extracted, why it failed; JSON-serialisable."""
+    duration_s: float = 0.0
+    """Seconds spent scoring (filled by whoever timed it)."""
+
+    @classmethod
+    def infra_error(cls, reason: str, **details) -> "Score":
+        return cls("infra_error", 0.0, {}, {"error": reason, **details})
+
+    def to_proto(self) -> common_pb2.Score:
+        return common_pb2.Score(
+            outcome=OUTCOMES[self.outcome], reward=float(self.reward),
+            components={k: float(v) for k, v in self.components.items()},
+            details=json.dumps(self.details, default=str, ensure_ascii=False),
+            duration_s=float(self.duration_s))
+
+    @classmethod
+    def from_proto(cls, msg: common_pb2.Score) -> "Score":
+        names = {v: k for k, v in OUTCOMES.items()}
+        if msg.outcome not in names:
+            raise ValueError(f"score has no outcome (enum value {msg.outcome})")
+        details = json.loads(msg.details) if msg.details else {}
+        return cls(names[msg.outcome], msg.reward, dict(msg.components), details, msg.duration_s)
+
+
+class Verifier(ABC):
+    """Scores responses of one task kind; `score` is thread-safe and never raises for bad input
+    (a malformed response is a `fail`, a broken verifier an `infra_error`)."""
+
+    kind: str
+
+    @abstractmethod
+    def score(self, response: str, reference: str) -> Score:
+        """Judge `response` against `reference` (a gold answer, a test spec)."""
+
+    def close(self) -> None:
+        """Release worker processes and other resources."""
+
+
+VerifierFactory = Callable[[RewardConfig], Verifier]
+
+_REGISTRY: dict[str, VerifierFactory] = {}
+
+
+def register(kind: str, factory: VerifierFactory) -> None:
+    """Make `kind` scorable: `factory(cfg)` builds its verifier when a service starts."""
+    if not kind:
+        raise ValueError("a verifier kind must be a non-empty string")
+    _REGISTRY[kind] = factory
+
+
+def registered_kinds() -> list[str]:
+    """Kinds a service started now can score, sorted."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def create(kind: str, cfg: RewardConfig) -> Verifier:
+    """Build the verifier of `kind`; KeyError names the known kinds when it is not registered."""
+    _load_builtin()
+    if kind not in _REGISTRY:
+        raise KeyError(f"no verifier for kind {kind!r} (known: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[kind](cfg)
+
+
+def _load_builtin() -> None:
+    # Imported lazily: math_verifier imports this module to register itself.
+    from relayrl.reward import math_verifier  # noqa: F401

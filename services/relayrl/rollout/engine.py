@@ -1,0 +1,141 @@
+"""The inference-engine boundary and its transformers implementation for small CPU models.
+
+An engine turns prompts into G sampled completions with, for every token, the behaviour
+log-probability under the distribution it was sampled from and the policy version that produced
+it; it loads new weights in place between generations. `TransformersEngine` runs its own sampling
+loop over a transformers model with a KV cache: left-padded prompts with explicit position ids (so
+the learner, which right-pads, recomputes the same logprobs), temperature, top-k and top-p applied
+to the logits before sampling, and the logprob taken from that same filtered distribution.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from relayrl.config import SamplingConfig
+
+
+@dataclass
+class Completion:
+    """One sampled completion."""
+
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+    logprobs: list[float]
+    versions: list[int]
+    text: str
+    finish_reason: str
+    extra: dict = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """Generates groups of completions and follows weight versions."""
+
+    version: int = 0
+
+    @abstractmethod
+    def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int | None = None) -> list[list[Completion]]:
+        """`sampling.group_size` completions for each prompt, in prompt order."""
+
+    @abstractmethod
+    def load_weights(self, state_dict: dict, version: int) -> None:
+        """Replace the weights (names as in the Hugging Face checkpoint) and serve `version`."""
+
+
+def filter_logits(logits, top_k: int, top_p: float):
+    """Mask logits outside top-k / the top-p nucleus with -inf (0 / 1 disable each)."""
+    import torch
+
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1, None]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token when the mass before it already reaches top_p (the first token always stays)
+        drop = (probs.cumsum(-1) - probs) >= top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+class TransformersEngine(Engine):
+    """A transformers causal LM sampled with a KV cache on the CPU."""
+
+    def __init__(self, model_dir: str, threads: int = 1) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        torch.set_num_threads(threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self.eos_id = self.tokenizer.eos_token_id
+        self.pad_id = self.tokenizer.pad_token_id
+        self.bos = self.tokenizer.bos_token or ""
+        self.version = 0
+
+    def encode(self, prompt: str) -> list[int]:
+        return self.tokenizer(self.bos + prompt, add_special_tokens=False)["input_ids"]
+
+    def load_weights(self, state_dict: dict, version: int) -> None:
+        import torch
+
+        with torch.no_grad():
+            missing, unexpected = self.model.load_state_dict(
+                {k: v.to(torch.float32) for k, v in state_dict.items()}, strict=False)
+        # tied embeddings may arrive under one name only
+        missing = [k for k in missing if k != "lm_head.weight"]
+        if missing or unexpected:
+            raise ValueError(f"weights do not fit the model: missing {missing}, unexpected {unexpected}")
+        self.version = version
+
+    def generate(self, prompts, sampling, seed=None):
+        import torch
+        from transformers import DynamicCache
+
+        g = sampling.group_size
+        encoded = [self.encode(p) for p in prompts]
+        rows = [ids for ids in encoded for _ in range(g)]
+        width = max(map(len, rows))
+        input_ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        n = len(rows)
+        out_tokens = torch.full((n, sampling.max_new_tokens), self.pad_id)
+        out_logps = torch.zeros(n, sampling.max_new_tokens)
+        done = torch.zeros(n, dtype=torch.bool)
+        lengths = torch.full((n,), sampling.max_new_tokens)
+        cache = DynamicCache()
+        step_ids, positions = input_ids, (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            for t in range(sampling.max_new_tokens):
+                logits = self.model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
+                                    cache=cache, use_cache=True).logits[:, -1].float()
+                logits = filter_logits(logits / sampling.temperature, sampling.top_k, sampling.top_p)
+                logp = torch.log_softmax(logits, dim=-1)
+                tok = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(-1)
+                tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+                out_tokens[:, t] = tok
+                out_logps[:, t] = logp.gather(-1, tok[:, None]).squeeze(-1)
+                newly = ~done & (tok == self.eos_id)
+                lengths[newly] = t + 1
+                done |= newly
+                if bool(done.all()):
+                    break
+                step_ids = tok[:, None]
+                positions = positions[:, -1:] + 1
+                mask = torch.cat([mask, torch.ones(n, 1, dtype=mask.dtype)], dim=1)
+        result = []
+        for i in range(n):
+            k = int(lengths[i])
+            ids = out_tokens[i, :k].tolist()
+            stopped = bool(ids) and ids[-1] == self.eos_id
+            body = ids[:-1] if stopped else ids
+            result.append(Completion(
+                prompt_token_ids=rows[i], token_ids=ids, logprobs=out_logps[i, :k].tolist(),
+                versions=[self.version] * k, text=self.tokenizer.decode(body, skip_special_tokens=False),
+                finish_reason="stop" if stopped else "length"))
+        return [result[j * g:(j + 1) * g] for j in range(len(prompts))]

@@ -1,0 +1,87 @@
+"""The actor process: the gRPC `RolloutService` beside the worker loop.
+
+`Generate` samples completions of any prompt with the actor's current weights (evaluation,
+debugging); `GetStatus` reports the served version and throughput. The worker loop runs on the
+main thread and stops cleanly on SIGTERM / SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import grpc
+
+from relayrl.config import SamplingConfig
+from relayrl.rollout.actor import Actor, to_sample
+from relayrl.wire import rollout_pb2, rollout_pb2_grpc
+
+log = logging.getLogger("relayrl.actor")
+
+MAX_N = 1024
+
+
+class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
+    def __init__(self, actor: Actor) -> None:
+        self.actor = actor
+
+    def Generate(self, request, context):
+        problems = []
+        if not request.prompt:
+            problems.append("prompt is empty")
+        if not 1 <= request.n <= MAX_N:
+            problems.append(f"n must be in 1..{MAX_N}, got {request.n}")
+        if request.max_new_tokens < 0:
+            problems.append("max_new_tokens must be >= 0")
+        if request.temperature < 0 or request.top_p < 0 or request.top_p > 1 or request.top_k < 0:
+            problems.append("temperature and top_k must be >= 0 and top_p in (0, 1]")
+        if problems:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        base = self.actor.cfg.rollout.sampling
+        sampling = SamplingConfig(
+            group_size=max(request.n, 2), max_new_tokens=request.max_new_tokens or base.max_new_tokens,
+            temperature=request.temperature or base.temperature, top_k=request.top_k,
+            top_p=request.top_p or 1.0)
+        with self.actor.lock:
+            completions = self.actor.engine.generate([request.prompt], sampling, seed=request.seed or None)[0]
+        return rollout_pb2.GenerateResponse(samples=[to_sample("generate", i, c)
+                                                     for i, c in enumerate(completions[:request.n])])
+
+    def GetStatus(self, request, context):
+        a = self.actor
+        return rollout_pb2.RolloutStatus(actor_id=a.actor_id, version=a.engine.version,
+                                         groups_generated=a.groups_generated, tokens_generated=a.tokens_generated)
+
+
+def serve(actor: Actor, port: int, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
+    from relayrl.rpc import start_server
+
+    name = rollout_pb2.DESCRIPTOR.services_by_name["RolloutService"].full_name
+    server, bound, _ = start_server(port, [(rollout_pb2_grpc.add_RolloutServiceServicer_to_server,
+                                            RolloutServicer(actor), name)], host=host, workers=4)
+    return server, bound
+
+
+def main(config_path: str, redis_url: str, actor_id: str, learner: str, reward: str, model_dir: str,
+         port: int = 0, metrics_port: int | None = None, host: str = "127.0.0.1") -> None:
+    """Entry of `relayrl serve actor`."""
+    from relayrl.config import RunConfig
+    from relayrl.learner.weights import GrpcWeightSource
+    from relayrl.metrics import serve_metrics
+    from relayrl.replay import make_queue
+    from relayrl.reward.client import GrpcRewardClient
+    from relayrl.rollout.engine import TransformersEngine
+
+    cfg = RunConfig.load(config_path)
+    engine = TransformersEngine(model_dir, threads=cfg.rollout.torch_threads)
+    actor = Actor(cfg, actor_id, engine, make_queue(cfg.queue, redis_url), GrpcWeightSource(learner),
+                  GrpcRewardClient(reward))
+    server, bound = serve(actor, port, host)
+    serve_metrics(metrics_port, host)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: actor.stop.set())
+    log.info("%s serving on %s:%d", actor_id, host, bound)
+    try:
+        actor.run()
+    finally:
+        server.stop(grace=1).wait()

@@ -1,0 +1,83 @@
+"""The learner's admission bound, its drops (stale, duplicate, infra error) and one GRPO step."""
+
+import pytest
+import torch
+
+from relayrl.config import LearnerConfig, RunConfig, StreamKeys
+from relayrl.learner.trainer import Admission, Learner
+from relayrl.replay import MemoryReplayQueue
+from relayrl.wire import common_pb2
+
+
+def test_admission_bound_is_arealS_when_nothing_is_dropped():
+    a = Admission(batch=4, max_staleness=1)
+    assert a.room() == 8  # (max_staleness + version + 1) * batch with version 0
+    a.admitted = 8
+    assert a.room() == 0
+    a.consumed = 4  # one step trained: version 1 allows 12 admitted in all
+    assert a.room() == 4
+
+
+def make_group(gid, versions, rewards, outcome=common_pb2.OUTCOME_PASS):
+    samples = [common_pb2.Sample(sample_id=f"{gid}/{i}", prompt_token_ids=[1, 9, 20], completion_token_ids=[10, 2],
+                                 logprobs=[-3.0, -3.0], versions=[v, v]) for i, v in enumerate(versions)]
+    scores = [common_pb2.Score(outcome=outcome if r is not None else common_pb2.OUTCOME_INFRA_ERROR, reward=r or 0.0)
+              for r in rewards]
+    return common_pb2.Group(group_id=gid, samples=samples, scores=scores)
+
+
+@pytest.fixture
+def learner(tiny_model_dir, tmp_path):
+    cfg = RunConfig(learner=LearnerConfig(batch_groups=2, max_staleness=1, wire_dtype="float32"))
+    return Learner(cfg, MemoryReplayQueue(), str(tiny_model_dir), tmp_path)
+
+
+def test_admit_fills_the_prompt_stream_up_to_the_bound(learner):
+    assert learner.admit() == 4
+    assert learner.admit() == 0
+    keys = StreamKeys("default")
+    assert learner.queue.length(keys.prompts) == 4
+    entry = learner.queue.lease(keys.prompts, StreamKeys.ACTORS, "a", count=1)[0]
+    prompt = common_pb2.Prompt.FromString(entry.payload)
+    assert prompt.kind == "math" and prompt.reference.isdigit() and prompt.text.endswith("?")
+
+
+def test_collect_drops_stale_duplicate_and_infra_error_groups(learner):
+    keys = StreamKeys("default")
+    learner.version = 3
+    put = lambda g: learner.queue.put(keys.groups, g.SerializeToString())
+    put(make_group("stale", [1, 2], [1.0, 0.0]))             # oldest token 2 versions old > max_staleness 1
+    put(make_group("ok-1", [2, 3], [1.0, 0.0]))
+    put(make_group("ok-1", [2, 3], [1.0, 0.0]))              # duplicate delivery
+    put(make_group("broken", [3, 3], [None, 1.0]))           # one sample left after the infra error
+    put(make_group("ok-2", [3, 3, 3], [None, 1.0, 0.0]))     # infra-error sample excluded, two remain
+    batch = learner.collect()
+    assert [g.group_id for _, g in batch] == ["ok-1", "ok-2"]
+    assert learner.counters.groups_dropped == {"stale": 1, "infra_error": 1, "duplicate": 1}
+    assert learner.counters.max_version_lag == 2
+    assert learner.queue.pending(keys.groups, StreamKeys.LEARNER) == 2  # drops acked, batch not yet
+
+
+def test_train_step_moves_the_policy_toward_rewarded_samples(learner):
+    group = make_group("g", [0, 0, 0, 0], [1.0, 0.0, 0.0, 0.0])
+    group.samples[0].completion_token_ids[:] = [12, 2]
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    stats = learner.train_step([group])
+    assert stats["reward_mean"] == 0.25 and stats["tokens"] == 8 and stats["staleness_max"] == 0
+    changed = [k for k, v in learner.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed
+
+
+def test_checkpoint_acknowledges_the_groups_it_contains(learner, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    keys = StreamKeys("default")
+    learner.queue.put(keys.groups, make_group("a", [0, 0], [1.0, 0.0]).SerializeToString())
+    learner.queue.put(keys.groups, make_group("b", [0, 0], [0.0, 1.0]).SerializeToString())
+    learner.run(steps=1)
+    assert learner.queue.pending(keys.groups, StreamKeys.LEARNER) == 0
+    assert learner.queue.get_value(keys.version) == "1"
+    ckpt = tmp_path / "checkpoints" / "step-000001"
+    reloaded = AutoModelForCausalLM.from_pretrained(ckpt)
+    for name, tensor in reloaded.state_dict().items():
+        assert torch.equal(tensor, learner.model.state_dict()[name]), name
