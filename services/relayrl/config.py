@@ -223,6 +223,7 @@ class StreamKeys:
         self.swe = f"{prefix}:swe"
         self.dead = f"{prefix}:dead"
         self.version = f"{prefix}:version"
+        self.paused = f"{prefix}:paused"  # "1" while prompt admission is paused (gateway)
 
 
 def reference_markdown() -> str:

@@ -97,6 +97,15 @@ def start_redis(procs: Processes, out: Path) -> str:
     raise RuntimeError(f"redis-server did not start; see {procs.logs / 'redis.log'}")
 
 
+def assign_endpoints(cfg: RunConfig, redis_url: str) -> dict:
+    """Loopback addresses of every service of the run: gRPC and Prometheus metrics ports.
+
+    Written to OUT/endpoints.json, so tools (a Prometheus scrape config, the gateway) find them."""
+    names = ["reward", "learner", *(f"actor-{i}" for i in range(cfg.rollout.num_actors))]
+    services = {n: {"grpc": f"127.0.0.1:{free_port()}", "metrics_port": free_port()} for n in names}
+    return {"run": cfg.run, "redis": redis_url, "services": services}
+
+
 def summarize(records: list[dict], wall_s: float, status: dict) -> dict:
     """summary.json: reward of the first and last 10% of steps, counts, version lag, wall time.
 
@@ -143,16 +152,24 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         redis_url = cfg.queue.url or start_redis(procs, out)
-        reward_addr, learner_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        common = ["--config", str(config_path), "--redis", redis_url]
-        procs.start("reward", [*py, "reward", *common, "--port", reward_addr.rsplit(":", 1)[1]])
-        procs.start("learner", [*py, "learner", *common, "--port", learner_addr.rsplit(":", 1)[1],
-                                "--model", str(model_dir), "--out", str(out), "--steps", str(steps)])
+        endpoints = assign_endpoints(cfg, redis_url)
+        (out / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
+        grpc_of = {name: e["grpc"] for name, e in endpoints["services"].items()}
+        reward_addr, learner_addr = grpc_of["reward"], grpc_of["learner"]
+
+        def args(name: str) -> list[str]:
+            e = endpoints["services"][name]
+            return ["--config", str(config_path), "--redis", redis_url, "--port", e["grpc"].rsplit(":", 1)[1],
+                    "--metrics-port", str(e["metrics_port"])]
+
+        procs.start("reward", [*py, "reward", *args("reward")])
+        procs.start("learner", [*py, "learner", *args("learner"), "--model", str(model_dir), "--out", str(out),
+                                "--steps", str(steps)])
         for addr in (reward_addr, learner_addr):
             wait_ready(addr, timeout_s=120)
         for i in range(cfg.rollout.num_actors):
-            procs.start(f"actor-{i}", [*py, "actor", *common, "--model", str(model_dir), "--actor-id", f"actor-{i}",
-                                       "--learner", learner_addr, "--reward", reward_addr])
+            procs.start(f"actor-{i}", [*py, "actor", *args(f"actor-{i}"), "--model", str(model_dir),
+                                       "--actor-id", f"actor-{i}", "--learner", learner_addr, "--reward", reward_addr])
         learner = next(c for c in procs.children if c.name == "learner")
         _watch(procs, learner, redis_url, learner_addr, cfg, steps, progress)
     finally:

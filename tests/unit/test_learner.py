@@ -81,3 +81,11 @@ def test_checkpoint_acknowledges_the_groups_it_contains(learner, tmp_path):
     reloaded = AutoModelForCausalLM.from_pretrained(ckpt)
     for name, tensor in reloaded.state_dict().items():
         assert torch.equal(tensor, learner.model.state_dict()[name]), name
+
+
+def test_paused_admission_admits_nothing_until_resumed(learner):
+    keys = StreamKeys("default")
+    learner.queue.set_value(keys.paused, "1")
+    assert learner.admit() == 0
+    learner.queue.set_value(keys.paused, "0")
+    assert learner.admit() == 4

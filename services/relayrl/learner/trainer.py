@@ -112,6 +112,9 @@ class Learner:
 
     # -- admission ----------------------------------------------------------------------------
     def admit(self) -> int:
+        """Put prompts on the prompts stream up to the bound; none while admission is paused."""
+        if self.queue.get_value(self.keys.paused) == "1":
+            return 0
         n = self.admission.room()
         for _ in range(n):
             item = next(self._prompts)
