@@ -7,6 +7,10 @@ and goes on generating without waiting for the scores; it does not acknowledge t
 itself: the reward service does, in the same transaction that stores the scored group, so a
 prompt whose group is lost anywhere on the way (an actor or the reward service dies) is leased
 again to another actor after the idle timeout, and the learner drops the duplicate if both land.
+
+With `rollout.update_every_tokens` > 0 the actor also checks for a new version in the middle of a
+generation: the engine pauses every that many tokens, the actor loads the newest version if there
+is one, and generation resumes; every token carries the version that produced it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ class Actor:
         self.cfg, self.actor_id, self.engine = cfg, actor_id, engine
         self.queue, self.weights, self.reward = queue, weights, reward
         self.keys = StreamKeys(cfg.run)
-        self.lock = threading.Lock()  # the engine serves the loop and the Generate RPC
+        # the engine serves the loop and the Generate RPC; re-entrant: a mid-generation update
+        # loads weights from inside generate, on the thread that holds the lock
+        self.lock = threading.RLock()
         self.stop = threading.Event()
         self.groups_generated = 0
         self.tokens_generated = 0
@@ -78,7 +84,8 @@ class Actor:
         self.follow_weights()
         prompts = [common_pb2.Prompt.FromString(e.payload) for e in entries]
         with self.lock:
-            groups = self.engine.generate([p.text for p in prompts], rc.sampling)
+            groups = self.engine.generate([p.text for p in prompts], rc.sampling, between=self.follow_weights,
+                                          update_every=rc.update_every_tokens)
         for entry, prompt, completions in zip(entries, prompts, groups):
             group = common_pb2.Group(group_id=prompt.prompt_id, prompt=prompt, actor_id=self.actor_id,
                                      prompt_entry_id=entry.id,
@@ -113,4 +120,7 @@ class Actor:
         import grpc
         import redis
 
-        return not isinstance(exc, (grpc.RpcError, redis.ConnectionError, redis.TimeoutError, OSError, LookupError))
+        from relayrl.reward.client import Closed, Saturated
+
+        transient = (grpc.RpcError, redis.ConnectionError, redis.TimeoutError, OSError, LookupError, Saturated, Closed)
+        return not isinstance(exc, transient)
