@@ -56,6 +56,9 @@ def build_model(cfg: TinyModelConfig, tokenizer):
 
 def init_tiny(out: str | Path, cfg: TinyModelConfig | None = None) -> Path:
     """Build the tokenizer and model and save them as a Hugging Face directory."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     cfg = cfg or TinyModelConfig()
     out = Path(out)
     tokenizer = build_tokenizer()
