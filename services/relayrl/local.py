@@ -5,6 +5,7 @@ processes talking gRPC on loopback, the same code paths as a cluster. Each child
 PR_SET_PDEATHSIG, so it dies with the launcher even on SIGKILL; on Ctrl-C, on the learner's end,
 or when any child dies, every child is stopped (SIGTERM, then SIGKILL) and none is left behind.
 Progress (step, reward, version, queue depths) comes from the learner's status RPC and Redis.
+Every run gets its own auth token (rpc.py), handed to the children in their environment.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -127,19 +129,26 @@ def summarize(records: list[dict], wall_s: float, status: dict) -> dict:
             "max_staleness_trained": max(r["staleness_max"] for r in records), "wall_s": round(wall_s, 2)}
 
 
-def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: bool = True) -> dict:
-    """Run a whole training job on this machine; return (and write) the summary."""
-    from relayrl.rpc import wait_ready
+def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: bool = True,
+              resume: bool = False) -> dict:
+    """Run a whole training job on this machine; return (and write) the summary.
+
+    With `resume`, continue the run in `out`: the private Redis restarts from its append-only file
+    in `out/redis` (or `queue.url` is the same Redis), the learner from its newest checkpoint."""
+    from relayrl.rpc import TOKEN_ENV, auth_token, wait_ready
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
+    if not resume:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
     steps = steps or cfg.learner.steps
     t0 = time.monotonic()
     model_dir = cfg.model.path
-    if model_dir is None:
+    if model_dir is None and resume and (out / "init-model" / "config.json").exists():
+        model_dir = out / "init-model"  # the initial policy (the KL reference) of the run resumed
+    elif model_dir is None:
         from relayrl.model.tiny import init_tiny
 
         model_dir = init_tiny(out / "init-model", cfg.model.tiny)
@@ -147,6 +156,13 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
         raise ValueError("relayrl train runs separate processes: queue.type must be redis")
     config_path = out / "config.yaml"
     cfg.dump(config_path)
+    # one token per run (unless the caller brought one): every gRPC call between the children
+    # carries it, and OUT/auth-token (mode 0600) lets a person's tools call in too
+    token = auth_token() or secrets.token_urlsafe(32)
+    os.environ[TOKEN_ENV] = token
+    token_file = out / "auth-token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(token + "\n")
     procs = Processes(logs)
     py = [sys.executable, "-m", "relayrl.cli", "serve"]
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -164,7 +180,7 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
 
         procs.start("reward", [*py, "reward", *args("reward")])
         procs.start("learner", [*py, "learner", *args("learner"), "--model", str(model_dir), "--out", str(out),
-                                "--steps", str(steps)])
+                                "--steps", str(steps), *(["--resume"] if resume else [])])
         for addr in (reward_addr, learner_addr):
             wait_ready(addr, timeout_s=120)
         for i in range(cfg.rollout.num_actors):

@@ -1,12 +1,22 @@
-"""gRPC plumbing every relayrl service shares: a server with health, reflection and size limits.
+"""gRPC plumbing every relayrl service shares: a server with health, reflection, size limits, auth.
 
 Each service registers its servicer through `start_server`, which also serves the standard
 `grpc.health.v1` check (so Kubernetes' native gRPC probes work) and server reflection (so
 `grpcurl` can list and call methods), with message-size limits on both directions.
+
+Auth: whoever can call the reward service can run code on the cluster, so when a token is set
+(argument, or the `RELAYRL_AUTH_TOKEN` environment variable, which a Kubernetes Secret or the
+single-machine launcher provides) every call must carry `authorization: Bearer <token>`;
+anything else is answered UNAUTHENTICATED before it reaches a servicer. Only the health check is
+exempt, because Kubernetes' gRPC probes cannot send metadata. `channel` attaches the same token
+to every call. What this does not cover: transport encryption (put mTLS or a mesh in front on an
+untrusted network) and per-caller identities (one shared token per run).
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 from concurrent import futures
 from typing import Callable
 
@@ -15,6 +25,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+TOKEN_ENV = "RELAYRL_AUTH_TOKEN"
+EXEMPT_PREFIX = "/grpc.health.v1.Health/"
 
 OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -22,14 +34,82 @@ OPTIONS = [
 ]
 
 
+def auth_token(token: str | None = None) -> str | None:
+    """The token to require / send: the argument, else $RELAYRL_AUTH_TOKEN; None disables auth."""
+    return token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+
+
+class _RequireToken(grpc.ServerInterceptor):
+    """Answers UNAUTHENTICATED unless the call carries the run's bearer token."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or details.method.startswith(EXEMPT_PREFIX):
+            return handler
+        got = dict(details.invocation_metadata).get("authorization", "")
+        if hmac.compare_digest(got.encode(), self._expected):
+            return handler
+        return _denied(handler, "missing or wrong token" if got else "this service requires an auth token")
+
+
+def _denied(handler: grpc.RpcMethodHandler, why: str) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as `handler` that rejects the call."""
+    def deny(request_or_iterator, context):
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+
+    codec = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(deny, **codec)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(deny, **codec)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(deny, **codec)
+    return grpc.stream_stream_rpc_method_handler(deny, **codec)
+
+
+class _AttachToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                   grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details):
+        metadata = [*(details.metadata or ()), self._header]
+        return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, base, metadata) -> None:
+        self.method, self.timeout, self.credentials = base.method, base.timeout, base.credentials
+        self.wait_for_ready, self.compression = base.wait_for_ready, base.compression
+        self.metadata = metadata
+
+
 def start_server(port: int, registrations: list[tuple[Callable, object, str]], host: str = "127.0.0.1",
-                 workers: int = 8) -> tuple[grpc.Server, int, health.HealthServicer]:
+                 workers: int = 8, token: str | None = None) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Start a server with each (add_XServicer_to_server, servicer, full service name).
 
     Returns the server, the bound port (useful with port 0) and the health servicer, whose
-    status a service may flip to NOT_SERVING while it drains.
+    status a service may flip to NOT_SERVING while it drains. With a token (see `auth_token`)
+    every call but the health check must carry it.
     """
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=OPTIONS)
+    token = auth_token(token)
+    interceptors = [_RequireToken(token)] if token else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=OPTIONS, interceptors=interceptors)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
@@ -46,9 +126,11 @@ def start_server(port: int, registrations: list[tuple[Callable, object, str]], h
     return server, bound, health_servicer
 
 
-def channel(address: str) -> grpc.Channel:
-    """A client channel with the same message-size limits."""
-    return grpc.insecure_channel(address, options=OPTIONS)
+def channel(address: str, token: str | None = None) -> grpc.Channel:
+    """A client channel with the same message-size limits, sending the run's token if there is one."""
+    ch = grpc.insecure_channel(address, options=OPTIONS)
+    token = auth_token(token)
+    return grpc.intercept_channel(ch, _AttachToken(token)) if token else ch
 
 
 def wait_ready(address: str, timeout_s: float = 30.0) -> None:
