@@ -99,6 +99,47 @@ class _Details(grpc.ClientCallDetails):
         self.metadata = metadata
 
 
+class _Malformed:
+    """What a request that does not parse becomes, so the servicer is never called with it."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+class _RejectMalformed(grpc.ServerInterceptor):
+    """Bytes that do not parse as the method's request (truncated, wrong wire types, invalid
+    UTF-8 in a string field) are INVALID_ARGUMENT with the parser's reason; gRPC's default is
+    INTERNAL "Exception deserializing request!", which blames the server and says nothing."""
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+        method = details.method
+
+        def lenient(data: bytes):
+            try:
+                return parse(data)
+            except Exception as exc:  # any parser failure is the caller's malformed input
+                return _Malformed(f"{type(exc).__name__}: {exc}")
+
+        def check(request, context):
+            if isinstance(request, _Malformed):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request to {method}: {request.why}")
+            return request
+
+        codec = {"request_deserializer": lenient, "response_serializer": handler.response_serializer}
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(lambda r, c: handler.unary_unary(check(r, c), c), **codec)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(lambda r, c: handler.unary_stream(check(r, c), c), **codec)
+        checked = lambda it, c: (check(r, c) for r in it)  # noqa: E731
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(lambda it, c: handler.stream_unary(checked(it, c), c), **codec)
+        return grpc.stream_stream_rpc_method_handler(lambda it, c: handler.stream_stream(checked(it, c), c), **codec)
+
+
 def start_server(port: int, registrations: list[tuple[Callable, object, str]], host: str = "127.0.0.1",
                  workers: int = 8, token: str | None = None) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Start a server with each (add_XServicer_to_server, servicer, full service name).
@@ -108,7 +149,7 @@ def start_server(port: int, registrations: list[tuple[Callable, object, str]], h
     every call but the health check must carry it.
     """
     token = auth_token(token)
-    interceptors = [_RequireToken(token)] if token else []
+    interceptors = ([_RequireToken(token)] if token else []) + [_RejectMalformed()]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=OPTIONS, interceptors=interceptors)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

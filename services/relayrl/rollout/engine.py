@@ -2,7 +2,9 @@
 
 An engine turns prompts into G sampled completions with, for every token, the behaviour
 log-probability under the distribution it was sampled from and the policy version that produced
-it; it loads new weights in place between generations. `TransformersEngine` runs its own sampling
+it; it loads new weights in place between generations, and, when asked, in the middle of one: every
+`update_every` tokens it calls `between()`, which may load a newer version (the engine is paused
+while it runs), and the tokens after it record the new version (partial rollouts). `TransformersEngine` runs its own sampling
 loop over a transformers model with a KV cache: left-padded prompts with explicit position ids (so
 the learner, which right-pads, recomputes the same logprobs), temperature, top-k and top-p applied
 to the logits before sampling, and the logprob taken from that same filtered distribution.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Callable
 
 from relayrl.config import SamplingConfig
 
@@ -35,12 +38,22 @@ class Engine(ABC):
     version: int = 0
 
     @abstractmethod
-    def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int | None = None) -> list[list[Completion]]:
-        """`sampling.group_size` completions for each prompt, in prompt order."""
+    def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int | None = None,
+                 between: Callable[[], None] | None = None, update_every: int = 0) -> list[list[Completion]]:
+        """`sampling.group_size` completions for each prompt, in prompt order. With `between` and
+        `update_every` > 0, `between()` runs every `update_every` tokens (it may call `load_weights`)."""
 
     @abstractmethod
     def load_weights(self, state_dict: dict, version: int) -> None:
         """Replace the weights (names as in the Hugging Face checkpoint) and serve `version`."""
+
+    @abstractmethod
+    def encode(self, prompt: str) -> list[int]:
+        """The prompt's token ids as the engine feeds them (BOS included)."""
+
+    def max_new_tokens_limit(self) -> int:
+        """The most tokens one sequence may hold, prompt included (the model's context length)."""
+        return 1 << 16
 
 
 def filter_logits(logits, top_k: int, top_p: float):
@@ -77,6 +90,9 @@ class TransformersEngine(Engine):
         self.bos = self.tokenizer.bos_token or ""
         self.version = 0
 
+    def max_new_tokens_limit(self) -> int:
+        return int(self.model.config.max_position_embeddings)
+
     def encode(self, prompt: str) -> list[int]:
         return self.tokenizer(self.bos + prompt, add_special_tokens=False)["input_ids"]
 
@@ -92,7 +108,7 @@ class TransformersEngine(Engine):
             raise ValueError(f"weights do not fit the model: missing {missing}, unexpected {unexpected}")
         self.version = version
 
-    def generate(self, prompts, sampling, seed=None):
+    def generate(self, prompts, sampling, seed=None, between=None, update_every=0):
         import torch
         from transformers import DynamicCache
 
@@ -108,10 +124,14 @@ class TransformersEngine(Engine):
         out_logps = torch.zeros(n, sampling.max_new_tokens)
         done = torch.zeros(n, dtype=torch.bool)
         lengths = torch.full((n,), sampling.max_new_tokens)
+        versions = torch.zeros(sampling.max_new_tokens, dtype=torch.long)
         cache = DynamicCache()
         step_ids, positions = input_ids, (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             for t in range(sampling.max_new_tokens):
+                if between is not None and update_every and t and t % update_every == 0:
+                    between()  # may load new weights in place; the KV cache of earlier tokens is kept
+                versions[t] = self.version
                 logits = self.model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
                                     cache=cache, use_cache=True).logits[:, -1].float()
                 logits = filter_logits(logits / sampling.temperature, sampling.top_k, sampling.top_p)
@@ -136,6 +156,6 @@ class TransformersEngine(Engine):
             body = ids[:-1] if stopped else ids
             result.append(Completion(
                 prompt_token_ids=rows[i], token_ids=ids, logprobs=out_logps[i, :k].tolist(),
-                versions=[self.version] * k, text=self.tokenizer.decode(body, skip_special_tokens=False),
+                versions=versions[:k].tolist(), text=self.tokenizer.decode(body, skip_special_tokens=False),
                 finish_reason="stop" if stopped else "length"))
         return [result[j * g:(j + 1) * g] for j in range(len(prompts))]

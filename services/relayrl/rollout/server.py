@@ -19,6 +19,7 @@ from relayrl.wire import rollout_pb2, rollout_pb2_grpc
 log = logging.getLogger("relayrl.actor")
 
 MAX_N = 1024
+MAX_PROMPT_CHARS = 65536
 
 
 class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
@@ -31,13 +32,20 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
             problems.append("prompt is empty")
         if not 1 <= request.n <= MAX_N:
             problems.append(f"n must be in 1..{MAX_N}, got {request.n}")
-        if request.max_new_tokens < 0:
-            problems.append("max_new_tokens must be >= 0")
+        if len(request.prompt) > MAX_PROMPT_CHARS:
+            problems.append(f"prompt has {len(request.prompt)} characters; at most {MAX_PROMPT_CHARS}")
+        limit = self.actor.engine.max_new_tokens_limit()
+        if not 0 <= request.max_new_tokens <= limit:
+            problems.append(f"max_new_tokens must be in 0..{limit} (0: the run's default), got {request.max_new_tokens}")
         if request.temperature < 0 or request.top_p < 0 or request.top_p > 1 or request.top_k < 0:
             problems.append("temperature and top_k must be >= 0 and top_p in (0, 1]")
+        base = self.actor.cfg.rollout.sampling
+        if not problems:
+            prompt_tokens = len(self.actor.engine.encode(request.prompt))
+            if prompt_tokens + (request.max_new_tokens or base.max_new_tokens) > limit:
+                problems.append(f"prompt ({prompt_tokens} tokens) plus max_new_tokens exceeds the context of {limit}")
         if problems:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
-        base = self.actor.cfg.rollout.sampling
         sampling = SamplingConfig(
             group_size=max(request.n, 2), max_new_tokens=request.max_new_tokens or base.max_new_tokens,
             temperature=request.temperature or base.temperature, top_k=request.top_k,
@@ -51,6 +59,17 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         a = self.actor
         return rollout_pb2.RolloutStatus(actor_id=a.actor_id, version=a.engine.version,
                                          groups_generated=a.groups_generated, tokens_generated=a.tokens_generated)
+
+
+def make_engine(cfg, model_dir: str):
+    """The engine `rollout.engine` names (vLLM is imported only when chosen)."""
+    if cfg.rollout.engine == "vllm":
+        from relayrl.rollout.vllm_engine import VllmEngine
+
+        return VllmEngine(model_dir, cfg.rollout.vllm)
+    from relayrl.rollout.engine import TransformersEngine
+
+    return TransformersEngine(model_dir, threads=cfg.rollout.torch_threads)
 
 
 def serve(actor: Actor, port: int, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
@@ -70,10 +89,8 @@ def main(config_path: str, redis_url: str, actor_id: str, learner: str, reward: 
     from relayrl.metrics import serve_metrics
     from relayrl.replay import make_queue
     from relayrl.reward.client import GrpcRewardClient
-    from relayrl.rollout.engine import TransformersEngine
-
     cfg = RunConfig.load(config_path)
-    engine = TransformersEngine(model_dir, threads=cfg.rollout.torch_threads)
+    engine = make_engine(cfg, model_dir)
     actor = Actor(cfg, actor_id, engine, make_queue(cfg.queue, redis_url), GrpcWeightSource(learner),
                   GrpcRewardClient(reward))
     server, bound = serve(actor, port, host)
