@@ -88,7 +88,9 @@ def start_redis(procs: Processes, out: Path) -> str:
     data = out / "redis"
     data.mkdir(parents=True, exist_ok=True)
     procs.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", "",
-                          "--appendonly", "yes", "--appendfsync", "everysec"])
+                          "--appendonly", "yes", "--appendfsync", "everysec",
+                          # full means refuse writes (backpressure), never evict: an evicted stream is lost work
+                          "--maxmemory", "2gb", "--maxmemory-policy", "noeviction"])
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:

@@ -273,3 +273,26 @@ def test_lag_and_pending_for_survive_deleted_entries(redis_url):
     assert q.pending(S, G) == 1
     raw.close()
     q.close()
+
+
+def test_trim_removes_only_what_every_group_is_done_with(q):
+    q.ensure_group(S, "audit")  # a second group that has read nothing yet
+    ids = [q.put(S, bytes([i])) for i in range(6)]
+    assert q.trim(S) == 0  # "audit" has not been delivered anything
+    q.lease(S, "audit", "x", 6)
+    q.ack(S, "audit", ids)
+    leased = q.lease(S, G, "c1", 4)  # delivered 0..3 to the actors group
+    q.ack(S, G, [ids[0], ids[2]])  # 1 and 3 stay pending
+    assert q.trim(S) == 1  # only entry 0: entry 1 is pending
+    assert q.length(S) == 5
+    q.ack(S, G, [ids[1], ids[3]])
+    assert q.trim(S) == 3  # 1, 2, 3 — entries 4, 5 were never delivered to the actors group
+    assert [e.payload for e in q.lease(S, G, "c1", 10)] == [bytes([4]), bytes([5])]
+    assert len(leased) == 4 and q.length(S) == 2
+
+
+def test_trim_keeps_a_stream_without_groups_and_a_missing_stream_is_fine(make):
+    q = make()
+    q.put("relayrl:t:nogroup", b"x")
+    assert q.trim("relayrl:t:nogroup") == 0
+    assert q.trim("relayrl:t:missing") == 0

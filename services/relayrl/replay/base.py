@@ -81,6 +81,15 @@ class ReplayQueue(ABC):
         """Entries in the stream."""
 
     @abstractmethod
+    def trim(self, stream: str) -> int:
+        """Delete the entries every consumer group is done with; return how many went.
+
+        An entry stays while any group has it pending (leased, unacknowledged) or has not yet
+        been delivered it, so trimming never loses work; a stream without groups is kept whole.
+        Groups must exist before trimming starts (a group created later, from id 0, would not
+        see what was trimmed)."""
+
+    @abstractmethod
     def set_value(self, key: str, value: str) -> None:
         """Set a shared value (the announced policy version)."""
 

@@ -196,6 +196,21 @@ class MemoryReplayQueue(ReplayQueue):
             s = self._streams.get(stream)
             return len(s.ids) if s is not None else 0
 
+    def trim(self, stream: str) -> int:
+        with self._cond:
+            s = self._streams.get(stream)
+            if s is None or not s.groups:
+                return 0
+            keep_from = len(s.ids)
+            for g in s.groups.values():
+                keep_from = min(keep_from, bisect.bisect_right(s.ids, g.last_id))
+                if g.pel:
+                    keep_from = min(keep_from, min(bisect.bisect_left(s.ids, parse_id(i)) for i in g.pel))
+            for entry_id in s.id_strs[:keep_from]:
+                del s.payloads[entry_id]
+            del s.ids[:keep_from], s.id_strs[:keep_from]
+            return keep_from
+
     def set_value(self, key: str, value: str) -> None:
         with self._cond:
             self._values[key] = value

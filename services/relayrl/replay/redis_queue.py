@@ -168,6 +168,23 @@ class RedisReplayQueue(ReplayQueue):
     def length(self, stream: str) -> int:
         return int(self._r.xlen(stream))
 
+    def trim(self, stream: str) -> int:
+        try:
+            groups = self._r.xinfo_groups(stream)
+        except redis.ResponseError:  # no such stream: nothing to trim
+            return 0
+        if not groups:
+            return 0
+        bounds = []
+        for g in groups:
+            ms, seq = map(int, _text(g["last-delivered-id"]).split("-"))
+            bounds.append((ms, seq + 1))  # the first entry this group has not been delivered
+            if int(g["pending"]):
+                low = self._r.xpending(stream, g["name"])["min"]
+                bounds.append(tuple(map(int, _text(low).split("-"))))
+        ms, seq = min(bounds)
+        return int(self._r.xtrim(stream, minid=f"{ms}-{seq}", approximate=False))
+
     def set_value(self, key: str, value: str) -> None:
         self._r.set(key, value)
 
