@@ -129,3 +129,53 @@ def test_registry_and_proto_round_trip():
         create("swe", RewardConfig())
     score = Score("fail", 0.5, {"accuracy": 0.0, "format": 1.0}, {"answer": "6"}, 0.01)
     assert Score.from_proto(score.to_proto()) == score
+
+
+# A labelled corpus: (response, gold, label) with label True when the answer is right. Known
+# math-verify false positives are in it; the rates are printed, and none may be wrong.
+CORPUS = [
+    ("\\boxed{\\frac{1}{2^{99}}}", "\\frac{1}{2^{98}}", False),
+    ("\\boxed{1/2^{99}}", "1/2^{98}", False),
+    ("\\boxed{1-1/e}", "1+1/e", False),
+    ("\\boxed{1-\\frac{1}{e}}", "1+\\frac{1}{e}", False),
+    ("\\boxed{10^{-10}}", "0", False),
+    ("\\boxed{1.0000001}", "1", False),
+    ("\\boxed{\\frac{1}{3}}", "\\frac{1}{2}", False),
+    ("\\boxed{\\sqrt{2}}", "\\sqrt{3}", False),
+    ("\\boxed{x^2+1}", "x^2-1", False),
+    ("\\boxed{(1, 2)}", "(2, 1)", False),
+    ("\\boxed{2\\pi}", "\\pi", False),
+    ("\\boxed{e^{2}}", "e^{3}", False),
+    ("\\boxed{3^{100}}", "3^{100}+1", False),
+    ("\\boxed{\\frac{1}{3^{40}}}", "\\frac{2}{3^{40}}", False),
+    ("<answer>-5</answer>", "5", False),
+    ("\\boxed{2^{-99}}", "\\frac{1}{2^{99}}", True),
+    ("\\boxed{1 - e^{-1}}", "1-1/e", True),
+    ("\\boxed{\\frac{1}{2}}", "0.5", True),
+    ("\\boxed{0.5}", "\\frac{1}{2}", True),
+    ("\\boxed{\\frac{\\sqrt{2}}{2}}", "\\frac{1}{\\sqrt{2}}", True),
+    ("\\boxed{x^2 + 1}", "1 + x^2", True),
+    ("\\boxed{3^{100}}", "3^{100}", True),
+    ("\\boxed{\\frac{2}{4}}", "\\frac{1}{2}", True),
+    ("\\boxed{2\\pi}", "2\\pi", True),
+    ("\\boxed{\\dfrac{3}{4}}", "0.75", True),
+    ("<answer>$12$</answer>", "12", True),
+    ("\\boxed{(1, 2)}", "(1, 2)", True),
+    ("\\boxed{e^{2}}", "e^2", True),
+    ("\\boxed{\\frac{1}{3^{40}}}", "3^{-40}", True),
+    ("\\boxed{1+\\frac{1}{e}}", "1+1/e", True),
+]
+
+
+def test_labelled_corpus_false_positive_and_negative_rates(verifier):
+    false_pos = [(r, g) for r, g, label in CORPUS if not label and verifier.score(r, g).outcome == "pass"]
+    false_neg = [(r, g) for r, g, label in CORPUS if label and verifier.score(r, g).outcome != "pass"]
+    negatives, positives = sum(not label for *_, label in CORPUS), sum(label for *_, label in CORPUS)
+    print(f"math corpus: false-positive rate {len(false_pos)}/{negatives} = {len(false_pos) / negatives:.3f}, "
+          f"false-negative rate {len(false_neg)}/{positives} = {len(false_neg) / positives:.3f}")
+    assert false_pos == [] and false_neg == []
+
+
+def test_oversized_gold_is_a_data_error(verifier):
+    score = verifier.score("\\boxed{1}", "1" * 200_000)
+    assert score.outcome == "infra_error" and "max_reference_chars" in score.details["error"]

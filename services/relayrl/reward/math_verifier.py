@@ -15,8 +15,10 @@ killed with its pool (the sample is an `infra_error`, retried by the service). W
 Special tokens (`<bos>`, `<|im_end|>`, `</s>`) are never stripped before extraction: stripping
 would turn `5<bos>5` into something that parses as 5. A run of them at the very end (EOS,
 padding) is ignored, since nothing after the answer can change it; anywhere else inside the
-extracted answer they make it a `fail`. What this does not cover: answers whose meaning depends
-on units or words; math-verify's own notion of equality is the judge.
+extracted answer they make it a `fail`. Exact numbers (no symbols, no decimals) must be exactly equal: math-verify's
+numeric tolerance alone calls `1/2^{99}` and `1/2^{98}` equal. Gold answers longer than
+`max_reference_chars` are a data error. What this does not cover: answers whose meaning depends
+on units or words; otherwise math-verify's own notion of equality is the judge.
 """
 
 from __future__ import annotations
@@ -143,8 +145,26 @@ def verify_in_worker(prediction: str, gold: str) -> tuple[bool | None, dict]:
         return None, {"error": "gold answer does not parse", "gold": gold[:200]}
     pred_parsed = parse(prediction, parsing_timeout=None)
     ok = bool(pred_parsed) and verify(gold_parsed, pred_parsed, timeout_seconds=None)
-    return ok, {"parsed": str(pred_parsed[0])[:200] if pred_parsed else None,
-                "gold_parsed": str(gold_parsed[0])[:200]}
+    info = {"parsed": str(pred_parsed[0])[:200] if pred_parsed else None, "gold_parsed": str(gold_parsed[0])[:200]}
+    if ok and exact_mismatch(gold_parsed[0], pred_parsed[0]):
+        ok, info["reason"] = False, "exact values differ (math-verify's numeric tolerance called them equal)"
+    return ok, info
+
+
+def exact_mismatch(gold, pred) -> bool:
+    """True when both are exact numbers (no symbols, no decimals) whose exact values differ.
+
+    math-verify compares numbers with a tolerance, so `1/2^{99}` equals `1/2^{98}` to it; exact
+    answers must be exactly equal. Decimals keep math-verify's tolerance (0.333 may stand for
+    1/3 where the problem asks for a rounded answer)."""
+    import sympy
+
+    if not (isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr)):
+        return False
+    if gold.free_symbols or pred.free_symbols or gold.has(sympy.Float) or pred.has(sympy.Float):
+        return False
+    difference = sympy.simplify(gold - pred)
+    return bool(difference.is_number and difference != 0)
 
 
 class MathVerifier(Verifier):
@@ -163,6 +183,8 @@ class MathVerifier(Verifier):
 
     def score(self, response: str, reference: str) -> Score:
         started = time.monotonic()
+        if len(reference) > self.cfg.max_reference_chars:
+            return Score.infra_error(f"gold answer longer than reward.max_reference_chars={self.cfg.max_reference_chars}")
         truncated = len(response) > self.cfg.max_response_chars
         text = strip_trailing_special(response[-self.cfg.max_response_chars:])
         fmt = format_reward(text)

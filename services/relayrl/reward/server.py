@@ -2,7 +2,8 @@
 
 The servicer is a thin translation of `RewardService`: a malformed request is INVALID_ARGUMENT
 with the reason, a saturated service RESOURCE_EXHAUSTED (actors back off), a closing one
-UNAVAILABLE. Health answers SERVING for "" and the service name, so Kubernetes' native gRPC probe
+UNAVAILABLE. Health answers SERVING for "" and the service name (and, per task kind,
+"relayrl.v1.RewardService/<kind>" says whether that kind is served, e.g. code needs its sandbox), so Kubernetes' native gRPC probe
 works; reflection lets grpcurl list and call it. `main` is the process entrypoint the CLI and the
 single-machine launcher run; it stops gracefully on SIGTERM / SIGINT (health goes NOT_SERVING,
 in-flight RPCs get a grace period, then every accepted group is scored and written).
@@ -16,7 +17,7 @@ import threading
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health
+from grpc_health.v1 import health, health_pb2
 
 from relayrl.config import RewardConfig, RunConfig
 from relayrl.replay.base import ReplayQueue
@@ -86,6 +87,11 @@ def serve(cfg: RewardConfig, queue: ReplayQueue, run: str, port: int = 0, host: 
     except OSError:
         service.close(drain=False)
         raise
+    # Per-kind health ("relayrl.v1.RewardService/code"): NOT_SERVING where a kind refuses work,
+    # e.g. code without bubblewrap and without `sandbox.allow_weak`.
+    for kind, info in service.health().items():
+        health_servicer.set(f"{SERVICE_NAME}/{kind}", health_pb2.HealthCheckResponse.SERVING if info["available"]
+                            else health_pb2.HealthCheckResponse.NOT_SERVING)
     return RewardServer(server, service, health_servicer, host, bound)
 
 

@@ -1,6 +1,6 @@
 """The verifier boundary: one `Verifier` per task kind, and a registry that finds it by kind.
 
-A group's prompt carries its task kind ("math" today; "code" and "swe" later), so a new kind is a
+A group's prompt carries its task kind ("math", "code"; "swe" later), so a new kind is a
 new `Verifier` subclass registered here, with no change to the protocol or the service. Every
 verifier returns one of DESIGN.md's three outcomes: `pass` (the answer was judged correct),
 `fail` (the model's fault) or `infra_error` (the verifier itself broke or ran out of time: the
@@ -74,6 +74,14 @@ class Verifier(ABC):
     def close(self) -> None:
         """Release worker processes and other resources."""
 
+    def health(self) -> dict:
+        """What this verifier runs on (for health and logs); JSON-serialisable."""
+        return {}
+
+    def unavailable(self) -> str | None:
+        """Why this verifier refuses work on this host (e.g. no sandbox), or None when it can score."""
+        return None
+
 
 VerifierFactory = Callable[[RewardConfig], Verifier]
 
@@ -102,5 +110,5 @@ def create(kind: str, cfg: RewardConfig) -> Verifier:
 
 
 def _load_builtin() -> None:
-    # Imported lazily: math_verifier imports this module to register itself.
-    from relayrl.reward import math_verifier  # noqa: F401
+    # Imported lazily: the verifier modules import this one to register themselves.
+    from relayrl.reward import code_verifier, math_verifier  # noqa: F401

@@ -1,0 +1,326 @@
+"""The sandbox for untrusted code: bubblewrap namespaces, an unprivileged uid, limits, a deadline.
+
+A job is one command run under these layers, each of which holds on its own:
+
+- **namespaces** (bubblewrap): new user, pid, mount, network, IPC, UTS and cgroup namespaces; the
+  root is empty but for `/usr` (and the `/bin`, `/lib*` links) mounted read-only, a fresh `/proc`
+  of the new pid namespace, a minimal `/dev`, and size-capped tmpfs on `/tmp` and `/dev/shm`;
+  no network device but loopback; no nested user namespaces (`--disable-userns`); a new session.
+- **an unprivileged uid**: where the service runs as root, bwrap itself is started as uid
+  `uid_base + slot` (a uid no one else uses, one per concurrent job), so the code is not root on
+  the host even if a namespace were escaped; inside it is `nobody` (65534).
+- **rlimits** on the job's first process, inherited by all it forks: CPU seconds, address space,
+  file size, open files, processes.
+- **cgroup** memory and pids limits for the whole job where the host allows them (`cgroups.py`,
+  v1 and v2), which also list the job's processes so the end of a job kills every one.
+- **seccomp** (`seccomp_filter.py`): no sockets but AF_UNIX, no ptrace, mount, namespaces, BPF...
+- **a wall-clock deadline**: past it the job's pid-namespace init is killed, which makes the
+  kernel kill every process in the namespace (setsid and double-forked daemons included), and
+  every process left in the cgroup is killed too.
+- **capped output**: stdout, stderr and the verdict pipe are read concurrently; past the cap the
+  job is killed (`kill_reason="output"`).
+- **a scrubbed environment**: nothing of the service's environment is passed in.
+
+The verdict channel: a pipe whose read end only the service holds; the trusted harness inside
+(its number replaces `{verdict_fd}` in the command) writes to it, and closes it to everything it starts (`sandbox_harness.py`).
+
+Job setup is race-free: the rlimits are set by `prlimit` before bwrap starts, and bwrap reports its
+sandbox init's pid (`--info-fd`) and waits (`--block-fd`) while the service moves that pid into
+the cgroup; only then does anything untrusted run. Where bwrap is missing the service refuses untrusted code unless the config sets
+`allow_weak`: then jobs run as the unprivileged uid with rlimits, cgroups and a scrubbed
+environment but no namespaces and no seccomp filter (reported as mode "weak" in health and the
+`relayrl_sandbox_mode` metric).
+
+What this does not cover: kernel vulnerabilities (run reward workers under gVisor where the
+cluster has it, DESIGN.md), CPU-cache side channels, and denial of service through disk I/O
+bandwidth or CPU time shared with other jobs on the host (bounded only by the deadline).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from relayrl.config import SandboxConfig
+from relayrl.reward import seccomp_filter
+from relayrl.reward.cgroups import Cgroups
+
+INSIDE_UID = 65534
+ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+       "PYTHONHASHSEED": "0", "TMPDIR": "/tmp"}
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing and the config does not allow the weak mode."""
+
+
+@dataclass
+class SandboxResult:
+    """What a job did, as observed from outside."""
+
+    exit_code: int | None
+    """The command's exit status (negative: killed by that signal); None when it never started."""
+    stdout: bytes = b""
+    stderr: bytes = b""
+    verdict: bytes = b""
+    """Bytes the trusted harness wrote to the verdict pipe."""
+    kill_reason: str | None = None
+    """Why the service killed the job: "timeout", "memory", "output"; None when it ended itself."""
+    duration_s: float = 0.0
+    error: str | None = None
+    """Set when the sandbox itself failed (an infrastructure error, not the program's fault)."""
+    details: dict = field(default_factory=dict)
+
+
+def _read_fd(fd: int, deadline: float) -> bytes:
+    """Read `fd` to EOF or one JSON document, whichever comes first (bwrap --info-fd)."""
+    data = b""
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    try:
+        while time.monotonic() < deadline:
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return data
+            data += chunk
+            try:
+                json.loads(data)
+                return data
+            except ValueError:
+                continue
+    finally:
+        sel.close()
+    return data
+
+
+class Sandbox:
+    """Runs commands under the layers above; thread-safe, `slot` picks the job's uid."""
+
+    def __init__(self, cfg: SandboxConfig) -> None:
+        self.cfg = cfg
+        self.bwrap = shutil.which("bwrap")
+        if self.bwrap:
+            self.mode = "bwrap"
+        elif cfg.allow_weak:
+            self.mode = "weak"
+        else:
+            self.mode = "unavailable"
+        self.cgroups = Cgroups(enabled=cfg.use_cgroups)
+        self.as_root = os.geteuid() == 0
+        if self.mode == "bwrap":
+            seccomp_filter.compiled()  # fail at start-up, not on the first job
+
+    def health(self) -> dict:
+        """How jobs are isolated on this host (health, metrics, logs)."""
+        return {"mode": self.mode, "cgroups": self.cgroups.mode, "unprivileged_uid": self.as_root or os.geteuid() != 0,
+                "seccomp": self.mode == "bwrap"}
+
+    def _bwrap_args(self, info_w: int, block_r: int, seccomp_fd: int, files: dict[str, int],
+                    as_pid_1: bool) -> list[str]:
+        args = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+                "--new-session", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--clearenv",
+                "--ro-bind", "/usr", "/usr"]
+        for link in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            path = Path(link)
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), link]
+            elif path.is_dir():
+                args += ["--ro-bind", link, link]
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--size", str(self.cfg.tmpfs_mb << 20), "--tmpfs", "/tmp",
+                 "--size", str(self.cfg.tmpfs_mb << 20), "--tmpfs", "/dev/shm",
+                 "--size", "16777216", "--tmpfs", "/sandbox"]
+        for dest, fd in files.items():
+            args += ["--perms", "0444", "--file", str(fd), dest]
+        args += ["--remount-ro", "/sandbox", "--chdir", "/tmp"]
+        for key, value in ENV.items():
+            args += ["--setenv", key, value]
+        args += ["--info-fd", str(info_w), "--block-fd", str(block_r), "--seccomp", str(seccomp_fd)]
+        if as_pid_1:
+            args.append("--as-pid-1")
+        return args + ["--"]
+
+    def _prlimit(self) -> list[str]:
+        """`prlimit` (util-linux) lowers the limits of the job's first process, then executes it:
+        race-free (nothing untrusted has run yet) and needs no privilege (this host's root may lack
+        CAP_SYS_RESOURCE, which setting another process's limits needs)."""
+        c = self.cfg
+        return ["/usr/bin/prlimit", f"--cpu={c.cpu_s}", f"--as={c.address_space_mb << 20}",
+                f"--fsize={c.file_size_mb << 20}", f"--nofile={c.open_files}", f"--nproc={c.max_processes}",
+                "--core=0", "--"]
+
+    def run(self, argv: list[str], stdin: bytes = b"", files: dict[str, bytes] | None = None,
+            timeout_s: float = 10.0, slot: int = 0, as_pid_1: bool = False) -> SandboxResult:
+        """Run `argv` in a fresh sandbox with `stdin`, the read-only `files` ({"/sandbox/x": data})
+        and a verdict pipe (its fd number replaces "{verdict_fd}" in `argv`); the whole job is
+        killed at `timeout_s`."""
+        if self.mode == "unavailable":
+            raise SandboxUnavailable("bubblewrap (bwrap) is not installed and reward.sandbox.allow_weak is "
+                                     "false: refusing to run untrusted code")
+        started = time.monotonic()
+        opened: list[int] = []
+
+        def fd_pair() -> tuple[int, int]:
+            r, w = os.pipe()
+            opened.extend((r, w))
+            return r, w
+
+        verdict_r, verdict_w = fd_pair()
+        info_r, info_w = fd_pair()
+        block_r, block_w = fd_pair()
+        file_fds = {}
+        for dest, data in (files or {}).items():
+            fd = os.memfd_create("relayrl-file", 0)
+            opened.append(fd)
+            os.write(fd, data)
+            os.lseek(fd, 0, os.SEEK_SET)
+            file_fds[dest] = fd
+        workdir = None
+        cgroup = self.cgroups.create(self.cfg.memory_mb << 20, self.cfg.max_processes)
+        proc = None
+        try:
+            uid = self.cfg.uid_base + slot if self.as_root else None
+            if self.mode == "bwrap":
+                seccomp_fd = seccomp_filter.memfd()
+                opened.append(seccomp_fd)
+                cmd = self._bwrap_args(info_w, block_r, seccomp_fd, file_fds, as_pid_1) + argv
+                pass_fds = (verdict_w, info_w, block_r, seccomp_fd, *file_fds.values())
+                cwd = None
+            else:  # weak: no namespaces; the files go to a private read-only directory
+                workdir = Path(tempfile.mkdtemp(prefix="relayrl-weak-"))
+                os.chmod(workdir, 0o755)
+                for dest, data in (files or {}).items():
+                    target = workdir / Path(dest).name
+                    target.write_bytes(data)
+                    target.chmod(0o444)
+                argv = [a.replace("/sandbox/", f"{workdir}/") for a in argv]
+                run_dir = workdir / "run"
+                run_dir.mkdir()
+                if uid is not None:
+                    os.chown(run_dir, uid, uid)
+                cmd, pass_fds, cwd = argv, (verdict_w,), str(run_dir)
+            env = dict(ENV, TMPDIR=cwd or "/tmp", HOME=cwd or "/tmp") if self.mode == "weak" else {}
+            cmd = self._prlimit() + [a.replace("{verdict_fd}", str(verdict_w)) for a in cmd]
+            if uid is not None:
+                # setpriv drops to the job's uid. Not Popen(user=): that forces fork() instead of
+                # vfork(), and a fork in a threaded gRPC process runs gRPC's atfork handlers, which
+                # can crash the child before it executes anything.
+                cmd = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+                       "--", *cmd]
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds,
+                env=env, cwd=cwd, start_new_session=True, close_fds=True)
+            for fd in (verdict_w, info_w, block_r):
+                os.close(fd)
+                opened.remove(fd)
+            if self.mode == "bwrap":
+                info = _read_fd(info_r, started + 10.0)
+                try:
+                    child = int(json.loads(info)["child-pid"])
+                except (ValueError, KeyError):
+                    proc.kill()
+                    _, err = proc.communicate(timeout=5)
+                    return SandboxResult(None, stderr=err, error=f"bwrap did not start: {err.decode(errors='replace')[-500:]}",
+                                         duration_s=time.monotonic() - started)
+            else:
+                child = proc.pid
+            if cgroup is not None:
+                cgroup.add(child)
+            if self.mode == "bwrap":
+                os.write(block_w, b"1")  # release the sandbox: its limits are in place
+            return self._communicate(proc, child, cgroup, stdin, verdict_r, started, timeout_s)
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if cgroup is not None:
+                cgroup.kill_all()
+                cgroup.remove()
+            for fd in opened:
+                os.close(fd)
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def _communicate(self, proc: subprocess.Popen, child: int, cgroup, stdin: bytes, verdict_r: int,
+                     started: float, timeout_s: float) -> SandboxResult:
+        cap = self.cfg.max_output_bytes
+        deadline = started + timeout_s
+        bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray(), verdict_r: bytearray()}
+        sel = selectors.DefaultSelector()
+        for fd in bufs:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        pending = memoryview(stdin)
+        stdin_fd = proc.stdin.fileno()
+        if pending:
+            os.set_blocking(proc.stdin.fileno(), False)
+            sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        kill_reason = None
+        open_reads = len(bufs)
+        try:
+            while open_reads and kill_reason is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    kill_reason = "timeout"
+                    break
+                for key, _ in sel.select(left):
+                    fd = key.fd
+                    if fd == stdin_fd:
+                        try:
+                            pending = pending[os.write(fd, pending[:65536]):]
+                        except BrokenPipeError:
+                            pending = pending[:0]
+                        if not pending:
+                            sel.unregister(fd)
+                            proc.stdin.close()
+                        continue
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        sel.unregister(fd)
+                        open_reads -= 1
+                        continue
+                    bufs[fd] += chunk
+                    if len(bufs[fd]) > cap:
+                        kill_reason = "output"
+                        break
+        finally:
+            sel.close()
+        if kill_reason is not None:
+            _kill_tree(child, cgroup)
+        try:
+            proc.wait(timeout=max(0.5, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            kill_reason = kill_reason or "timeout"
+            _kill_tree(child, cgroup)
+            proc.wait()
+        if kill_reason is None and cgroup is not None and cgroup.oom_killed():
+            kill_reason = "memory"
+        if not proc.stdin.closed:
+            proc.stdin.close()
+        out, err, verdict = (bytes(bufs[k][:cap]) for k in (proc.stdout.fileno(), proc.stderr.fileno(), verdict_r))
+        proc.stdout.close()
+        proc.stderr.close()
+        return SandboxResult(proc.returncode, out, err, verdict, kill_reason, time.monotonic() - started)
+
+
+def _kill_tree(child: int, cgroup) -> None:
+    """Kill the job's init (the kernel then kills its whole pid namespace) and its cgroup."""
+    try:
+        os.kill(child, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if cgroup is not None:
+        cgroup.kill_all()
