@@ -1,0 +1,124 @@
+"""The gateway's HTTP API (FastAPI): run status, versions, queue depths, reward statistics,
+pause/resume of prompt admission, health, and a human status page at `/`.
+
+Every figure is read on request (see `state`); nothing is cached, so two gateways behind a load
+balancer agree. Pausing sets `relayrl:{run}:paused`, which the learner checks before admitting
+prompts: a pause stops new work entering while groups already admitted finish.
+
+Security: when an auth token is configured, the mutating endpoints (pause, resume) require it as
+a Bearer token; the read endpoints, the page and health are open. This does not cover transport
+security (terminate TLS in front of the gateway) nor rate limiting.
+"""
+
+from __future__ import annotations
+
+import secrets
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from relayrl import __version__
+from relayrl.gateway import models
+from relayrl.gateway.settings import GatewaySettings
+from relayrl.gateway.state import RunState
+
+_REDIS_DOWN = {503: {"description": "The run's Redis cannot be reached.", "model": models.Health}}
+_bearer = HTTPBearer(auto_error=False, description="The service auth token (RELAYRL_AUTH_TOKEN).")
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """The app for one run; its Redis and gRPC clients close with the app."""
+    state = RunState(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        state.close()
+
+    app = FastAPI(title="relayrl gateway", version=__version__, lifespan=lifespan,
+                  description=f"Control plane of run `{settings.run}`: status, versions, queue depths, "
+                              "reward statistics, pause/resume of prompt admission.")
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis_down(_request: Request, exc: redis.RedisError) -> JSONResponse:
+        # The one failure the gateway cannot answer around: Redis holds the run's state.
+        return JSONResponse({"status": f"redis unavailable: {exc}"}, status_code=503)
+
+    def authorized(creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+        token = settings.auth_token
+        if token is None:
+            return
+        if creds is None or not secrets.compare_digest(creds.credentials.encode(), token.get_secret_value().encode()):
+            raise HTTPException(401, "a valid Bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/healthz", response_model=models.Health, tags=["health"])
+    def healthz() -> dict:
+        """Liveness: the process answers (Redis is not consulted)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=models.Health, responses=_REDIS_DOWN, tags=["health"])
+    def readyz() -> dict:
+        """Readiness: the run's Redis answers."""
+        state.ping()
+        return {"status": "ok"}
+
+    @app.get("/v1/status", response_model=models.RunStatus, responses=_REDIS_DOWN, tags=["run"])
+    def status() -> dict:
+        """The whole run at a glance."""
+        return {"run": settings.run, "paused": state.paused(), "published_version": state.published_version(),
+                "learner": state.learner_status(), "reward": state.reward_status(), "queues": state.queues(),
+                "actors": state.actor_consumers()}
+
+    @app.get("/v1/versions", response_model=models.Versions, responses=_REDIS_DOWN, tags=["run"])
+    def versions() -> dict:
+        """Published policy version, the learner's, and the version each configured actor serves."""
+        published = state.published_version()
+        learner = state.learner_status()
+        actors = state.actor_statuses()
+        served = [a["version"] for a in actors if a["version"] is not None]
+        lag = published - min(served) if published is not None and served else None
+        return {"published": published, "learner": learner["version"] if learner else None, "actors": actors,
+                "max_lag": lag}
+
+    @app.get("/v1/queues", response_model=dict[str, models.QueueDepth], responses=_REDIS_DOWN, tags=["run"])
+    def queues() -> dict:
+        """Depth of every stream of the run: prompts, scored groups, slow-lane jobs, dead letters."""
+        return state.queues()
+
+    @app.get("/v1/rewards", response_model=models.RewardStats, responses=_REDIS_DOWN, tags=["run"])
+    def rewards(window: int | None = Query(None, ge=1, le=10_000, description="Recent scored groups to summarise.")) -> dict:
+        """Reward statistics over the most recently scored groups, plus the reward service's counters."""
+        n = window or settings.reward_window
+        return {"window": n, **state.reward_stats(n), "service": state.reward_status()}
+
+    @app.get("/v1/admission", response_model=models.Admission, responses=_REDIS_DOWN, tags=["admission"])
+    def admission() -> dict:
+        """Whether prompt admission is paused."""
+        return {"paused": state.paused()}
+
+    auth_errors = {**_REDIS_DOWN, 401: {"description": "Missing or wrong Bearer token."}}
+
+    @app.post("/v1/admission/pause", response_model=models.Admission, responses=auth_errors, tags=["admission"],
+              dependencies=[Depends(authorized)])
+    def pause() -> dict:
+        """Stop the learner admitting new prompts (groups already admitted still finish)."""
+        state.set_paused(True)
+        return {"paused": True}
+
+    @app.post("/v1/admission/resume", response_model=models.Admission, responses=auth_errors, tags=["admission"],
+              dependencies=[Depends(authorized)])
+    def resume() -> dict:
+        """Let the learner admit prompts again."""
+        state.set_paused(False)
+        return {"paused": False}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        from relayrl.gateway.page import render
+
+        return render(status(), rewards(None), versions())
+
+    return app

@@ -1,0 +1,167 @@
+"""The gateway against a real run in miniature: real Redis, a real reward server, a real learner
+(gRPC, tiny model) and a real actor generating and submitting groups; the gateway reports what
+they did, pauses the learner's admission, guards mutations with the token, survives a dead
+service, answers 503 without Redis, and keeps to its OpenAPI schema (schemathesis)."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+
+from relayrl.config import LearnerConfig, RedisQueue, RolloutConfig, RunConfig
+from relayrl.gateway.app import create_app
+from relayrl.gateway.settings import GatewaySettings
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def world(redis_url, tiny_model_dir, tmp_path):
+    """A learner, a reward service and one actor of run `gw`, wired over Redis and gRPC."""
+    from relayrl.learner.server import serve as serve_learner
+    from relayrl.learner.trainer import Learner
+    from relayrl.learner.weights import GrpcWeightSource
+    from relayrl.replay import RedisReplayQueue
+    from relayrl.reward.client import GrpcRewardClient
+    from relayrl.reward.server import serve as serve_reward
+    from relayrl.rollout.actor import Actor
+    from relayrl.rollout.engine import TransformersEngine
+    from relayrl.rollout.server import serve as serve_actor
+
+    cfg = RunConfig(run="gw", queue=RedisQueue(url=redis_url), rollout=RolloutConfig(prompts_per_batch=3),
+                    learner=LearnerConfig(batch_groups=4, wire_dtype="float32"))
+    reward = serve_reward(cfg.reward, RedisReplayQueue(redis_url), cfg.run)
+    learner = Learner(cfg, RedisReplayQueue(redis_url), str(tiny_model_dir), tmp_path / "learner")
+    learner_server, learner_port = serve_learner(learner, 0)
+    learner.publish()
+    actor = Actor(cfg, "actor-0", TransformersEngine(str(tiny_model_dir)), RedisReplayQueue(redis_url),
+                  GrpcWeightSource(f"127.0.0.1:{learner_port}"), GrpcRewardClient(reward.address))
+    actor_server, actor_port = serve_actor(actor, 0)
+    gw = GatewaySettings(run="gw", redis_url=redis_url, learner=f"127.0.0.1:{learner_port}", reward=reward.address,
+                         actors=[f"127.0.0.1:{actor_port}"], auth_token=TOKEN)
+    yield {"learner": learner, "actor": actor, "reward": reward, "settings": gw}
+    actor_server.stop(0)
+    learner_server.stop(0)
+    reward.stop(grace=0)
+
+
+def wait_scored(client: TestClient, groups: int, timeout_s: float = 60) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = client.get("/v1/queues").json()
+        if body["groups"]["length"] >= groups:
+            return body
+        time.sleep(0.1)
+    raise TimeoutError(f"fewer than {groups} scored groups after {timeout_s} s")
+
+
+def test_gateway_reports_a_live_run_and_pauses_admission(world):
+    learner, actor = world["learner"], world["actor"]
+    with TestClient(create_app(world["settings"])) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").status_code == 200
+        admitted = learner.admit()
+        assert admitted == (1 + 1) * 4  # (max_staleness + 1) * batch_groups
+        assert actor.step() == 3
+        queues = wait_scored(client, 3)
+        assert queues["prompts"]["length"] == admitted and queues["prompts"]["consumer_group"] == "actors"
+        assert queues["prompts"]["waiting"] == admitted - 3
+        assert queues["groups"]["waiting"] == 3 and queues["groups"]["leased"] == 0
+        assert queues["swe"]["length"] == 0 and queues["dead"]["consumer_group"] is None
+
+        status = client.get("/v1/status").json()
+        assert status["run"] == "gw" and status["paused"] is False and status["published_version"] == 0
+        assert status["learner"]["prompts_admitted"] == admitted and status["learner"]["step"] == 0
+        assert status["reward"]["groups_scored"] == 3 and status["reward"]["groups_in_flight"] == 0
+        assert [a["name"] for a in status["actors"]] == ["actor-0"]
+
+        versions = client.get("/v1/versions").json()
+        assert versions["published"] == 0 and versions["learner"] == 0 and versions["max_lag"] == 0
+        assert versions["actors"][0]["actor_id"] == "actor-0" and versions["actors"][0]["groups_generated"] == 3
+
+        rewards = client.get("/v1/rewards", params={"window": 2}).json()
+        assert rewards["groups"] == 2 and rewards["window"] == 2
+        g = actor.cfg.rollout.sampling.group_size
+        math = rewards["kinds"]["math"]
+        assert math["pass"] + math["fail"] + math["infra_error"] == 2 * g
+        assert rewards["samples"] == math["samples"] == math["pass"] + math["fail"]
+        assert 0.0 <= rewards["mean"] <= 1.0 and "math" in rewards["service"]["kinds"]
+
+        # pause: the learner admits nothing, whatever room it has; resume: it admits again
+        assert client.post("/v1/admission/pause", headers=AUTH).json() == {"paused": True}
+        assert client.get("/v1/admission").json() == {"paused": True}
+        learner.admission.consumed += 8  # room for 8 more prompts
+        assert learner.admit() == 0
+        assert client.post("/v1/admission/resume", headers=AUTH).json() == {"paused": False}
+        assert learner.admit() == 8
+        assert "relayrl run <code>gw</code>" in client.get("/").text
+
+
+def test_mutations_need_the_token_and_reads_do_not(world):
+    with TestClient(create_app(world["settings"])) as client:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            r = client.post("/v1/admission/pause", headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert client.get("/v1/admission").json() == {"paused": False}
+        assert client.get("/v1/status").status_code == 200
+
+
+def test_a_dead_service_is_unavailable_and_no_redis_is_503(redis_url):
+    dead = GatewaySettings(run="gw", redis_url=redis_url, learner="127.0.0.1:1", reward="127.0.0.1:1",
+                           actors=["127.0.0.1:1"], rpc_timeout_s=0.3)
+    with TestClient(create_app(dead)) as client:
+        status = client.get("/v1/status").json()
+        assert status["learner"] is None and status["reward"] is None and status["published_version"] is None
+        assert status["queues"]["prompts"] == {"stream": "relayrl:gw:prompts", "consumer_group": "actors", "length": 0,
+                                               "waiting": 0, "leased": 0, "consumers": 0}
+        assert client.get("/v1/versions").json()["actors"][0]["available"] is False
+        assert client.get("/v1/rewards").json()["samples"] == 0
+    no_redis = GatewaySettings(run="gw", redis_url="redis://127.0.0.1:1/0")
+    with TestClient(create_app(no_redis)) as client:
+        assert client.get("/healthz").status_code == 200
+        for path in ("/readyz", "/v1/status", "/v1/queues"):
+            r = client.get(path)
+            assert r.status_code == 503 and r.json()["status"].startswith("redis unavailable"), path
+
+
+@pytest.fixture
+def gateway_url(world):
+    """The gateway served by uvicorn on a loopback port, over a run with some scored groups."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    world["learner"].admit()
+    world["actor"].step()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(world["settings"]), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+# The schema the app publishes (it does not depend on the settings); calls go to the live server.
+schema = schemathesis.openapi.from_dict(create_app(GatewaySettings()).openapi())
+
+
+@schema.parametrize()
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+def test_gateway_keeps_to_its_openapi_schema(case, gateway_url):
+    # every answer (with and without the token) matches the schema: status codes, bodies, headers
+    case.call_and_validate(base_url=gateway_url, headers=AUTH if case.path.startswith("/v1/admission/") else None)
