@@ -1,0 +1,200 @@
+"""A per-node weight relay: one pull from upstream per version, served to every actor on the node.
+
+N actors pulling the learner directly cost the learner N times the payload per version. A relay
+speaks the learner's own weight protocol (`LearnerService.GetLatestVersion` / `GetWeights`), so an
+actor points its weight source at the relay instead of the learner and nothing else changes. The
+relay polls upstream for the newest version, pulls it once (as raw safetensors bytes, never
+parsed), keeps the last few versions, and streams them to any number of local readers. Relays
+chain: a relay's upstream may be another relay, so a fleet forms a tree and the learner's egress
+per version is one payload per first-level relay, whatever the number of actors.
+
+An actor asking for the newest version (-1) while the relay is still pulling a newer one than it
+holds waits for that pull, so a late joiner loads the newest version first, as it would from the
+learner. The relay serves bytes as it received them; it does not check what they contain (the
+learner's payload is trusted as it is on the direct path), and it has no authentication of its
+own: run it on the node's loopback or a private network, like the learner's weight port.
+
+Besides gRPC a relay can serve its actors over a plain TCP stream (`rollout/bulk.py`, actors use
+`--learner bulk://host:port`): Python gRPC moves large payloads at a fraction of socket speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import grpc
+
+from relayrl.learner.weights import Published, WeightStore
+from relayrl.wire import learner_pb2, learner_pb2_grpc
+
+log = logging.getLogger("relayrl.relay")
+
+
+def pull_payload(stub, version: int = -1, timeout_s: float = 120.0) -> Published:
+    """Pull one version's raw payload from a `LearnerService` (a learner or another relay)."""
+    parts: list[bytes] = []
+    got, total, size = None, -1, 0
+    for chunk in stub.GetWeights(learner_pb2.GetWeightsRequest(version=version), timeout=timeout_s):
+        if chunk.offset != size:
+            raise IOError(f"weight chunk at offset {chunk.offset}, expected {size}")
+        got, total = chunk.version, chunk.total_bytes
+        parts.append(chunk.data)
+        size += len(chunk.data)
+    if got is None or size != total:
+        raise IOError(f"incomplete weights: {size} of {total} bytes received")
+    info = stub.GetLatestVersion(learner_pb2.GetLatestVersionRequest(), timeout=timeout_s)
+    return Published(got, b"".join(parts), info.wire_dtype if info.version == got else "")
+
+
+class PayloadCache(WeightStore):
+    """A `WeightStore` that also takes payloads already serialized (what a relay receives)."""
+
+    def put(self, item: Published) -> None:
+        with self._lock:
+            self._versions[item.version] = item
+            while len(self._versions) > self._keep:
+                self._versions.popitem(last=False)
+
+
+class StoreServicer(learner_pb2_grpc.LearnerServiceServicer):
+    """Serves a `WeightStore` over the learner's weight protocol (the relay's downstream side)."""
+
+    def __init__(self, store: WeightStore, chunk_bytes: int, before_read=None) -> None:
+        self.store, self.chunk_bytes = store, chunk_bytes
+        self.before_read = before_read or (lambda version: None)
+        self.bytes_sent = 0
+        self._lock = threading.Lock()
+
+    def GetLatestVersion(self, request, context):
+        self.before_read(-1)
+        item = self.store.get()
+        if item is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "no version available yet")
+        return learner_pb2.VersionInfo(version=item.version, total_bytes=len(item.payload), wire_dtype=item.wire_dtype)
+
+    def GetWeights(self, request, context):
+        if request.version < -1:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"version must be >= -1, got {request.version}")
+        self.before_read(request.version)
+        item = self.store.get(request.version)
+        if item is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"version {request.version} is not available here")
+        total = len(item.payload)
+        for offset, data in self.store.chunks(item, self.chunk_bytes):
+            with self._lock:
+                self.bytes_sent += len(data)
+            yield learner_pb2.WeightChunk(version=item.version, offset=offset, total_bytes=total, data=data)
+
+    def GetStatus(self, request, context):
+        item = self.store.get()
+        return learner_pb2.LearnerStatus(version=-1 if item is None else item.version)
+
+
+class WeightRelay:
+    """Follows an upstream `LearnerService` and re-serves its versions to local actors."""
+
+    def __init__(self, upstream: str, chunk_bytes: int = 4 * 1024 * 1024, keep: int = 2,
+                 poll_s: float = 0.5, timeout_s: float = 120.0) -> None:
+        from relayrl.rpc import channel
+
+        self.upstream = upstream
+        self._channel = channel(upstream)
+        self._stub = learner_pb2_grpc.LearnerServiceStub(self._channel)
+        self.store = PayloadCache(keep)
+        self.poll_s, self.timeout_s = poll_s, timeout_s
+        self.bytes_pulled = 0
+        self.pulls = 0
+        self._pull_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.servicer = StoreServicer(self.store, chunk_bytes, before_read=self._ensure)
+
+    def upstream_version(self) -> int:
+        try:
+            return self._stub.GetLatestVersion(learner_pb2.GetLatestVersionRequest(), timeout=self.timeout_s).version
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:  # nothing published upstream yet
+                return -1
+            raise
+
+    def held_version(self) -> int:
+        item = self.store.get()
+        return -1 if item is None else item.version
+
+    def sync(self) -> bool:
+        """Pull the newest upstream version if it is newer than the one held; True if pulled.
+        Concurrent callers share one pull (the lock), so a version is pulled once."""
+        with self._pull_lock:
+            newest = self.upstream_version()
+            if newest <= self.held_version():
+                return False
+            item = pull_payload(self._stub, -1, self.timeout_s)
+            self.store.put(item)
+            self.bytes_pulled += len(item.payload)
+            self.pulls += 1
+            log.info("relay holds version %d (%d bytes) from %s", item.version, len(item.payload), self.upstream)
+            return True
+
+    def _ensure(self, version: int) -> None:
+        """Before answering a read: a request for the newest (or a version not held yet) waits for
+        a pull of upstream's newest, so a late joiner never gets an older version than upstream's."""
+        if version < 0 or self.store.get(version) is None:
+            self.sync()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.sync()
+            except (grpc.RpcError, IOError) as exc:  # fault-tolerance boundary: upstream restarting
+                log.warning("relay: upstream %s: %s", self.upstream, exc)
+
+    def start(self) -> "WeightRelay":
+        self._thread = threading.Thread(target=self._loop, name="weight-relay", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._channel.close()
+
+
+def serve_bulk(relay: WeightRelay, port: int = 0, host: str = "127.0.0.1"):
+    """Start the relay's bulk TCP server (`bulk://host:port` for actors); returns the `BulkServer`."""
+    from relayrl.rollout.bulk import BulkServer
+
+    return BulkServer(relay.store, host, port, before_read=relay._ensure)
+
+
+def serve(relay: WeightRelay, port: int, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
+    """Start the relay's gRPC server (the learner's service name, health and reflection)."""
+    from relayrl.rpc import start_server
+
+    name = learner_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name
+    server, bound, _ = start_server(port, [(learner_pb2_grpc.add_LearnerServiceServicer_to_server,
+                                            relay.servicer, name)], host=host, workers=16)
+    return server, bound
+
+
+def main(upstream: str, port: int, host: str = "127.0.0.1", chunk_bytes: int = 4 * 1024 * 1024,
+         poll_s: float = 0.5, bulk_port: int | None = None) -> None:
+    """Entry of `relayrl serve relay`: runs until SIGTERM / SIGINT."""
+    import signal
+
+    relay = WeightRelay(upstream, chunk_bytes=chunk_bytes, poll_s=poll_s).start()
+    server, bound = serve(relay, port, host)
+    bulk = serve_bulk(relay, bulk_port, host) if bulk_port is not None else None
+    if bulk is not None:
+        log.info("bulk weights on bulk://%s:%d", host, bulk.port)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("weight relay on %s:%d following %s", host, bound, upstream)
+    while not stop.wait(1.0):
+        pass
+    server.stop(grace=1).wait()
+    if bulk is not None:
+        bulk.close()
+    relay.close()
