@@ -53,9 +53,13 @@ def test_collect_drops_stale_duplicate_and_infra_error_groups(learner):
     put(make_group("ok-2", [3, 3, 3], [None, 1.0, 0.0]))     # infra-error sample excluded, two remain
     batch = learner.collect()
     assert [g.group_id for _, g in batch] == ["ok-1", "ok-2"]
-    assert learner.counters.groups_dropped == {"stale": 1, "infra_error": 1, "duplicate": 1}
+    assert learner.counters.groups_dropped == {"stale": 1, "infra_error": 1, "duplicate": 1, "zero_variance": 0}
     assert learner.counters.max_version_lag == 2
-    assert learner.queue.pending(keys.groups, StreamKeys.LEARNER) == 2  # drops acked, batch not yet
+    assert learner.dropped == {"stale": "stale", "broken": "infra_error"}
+    # nothing is acknowledged before the checkpoint that records it (drops included)
+    assert learner.queue.pending(keys.groups, StreamKeys.LEARNER) == 5
+    learner.checkpoint()
+    assert learner.queue.pending(keys.groups, StreamKeys.LEARNER) == 2  # the batch, not yet trained
 
 
 def test_train_step_moves_the_policy_toward_rewarded_samples(learner):
@@ -89,3 +93,44 @@ def test_paused_admission_admits_nothing_until_resumed(learner):
     assert learner.admit() == 0
     learner.queue.set_value(keys.paused, "0")
     assert learner.admit() == 4
+
+
+def test_dapo_dynamic_sampling_drops_zero_variance_groups(tiny_model_dir, tmp_path):
+    cfg = RunConfig(learner=LearnerConfig(algorithm="dapo", batch_groups=1, overlong_buffer=0))
+    learner = Learner(cfg, MemoryReplayQueue(), str(tiny_model_dir), tmp_path)
+    keys = StreamKeys("default")
+    learner.queue.put(keys.groups, make_group("same", [0, 0, 0], [1.0, 1.0, 1.0]).SerializeToString())
+    learner.queue.put(keys.groups, make_group("mixed", [0, 0, 0], [1.0, 0.0, 1.0]).SerializeToString())
+    assert [g.group_id for _, g in learner.collect()] == ["mixed"]
+    assert learner.counters.groups_dropped["zero_variance"] == 1 and learner.dropped == {"same": "zero_variance"}
+    assert learner.admission.consumed == 1  # a dropped group frees its admission slot
+
+
+def test_prepare_applies_overlong_shaping_before_the_advantages():
+    from relayrl.learner.algorithms import resolve
+    from relayrl.learner.update import prepare
+
+    spec = resolve(LearnerConfig(algorithm="dr_grpo", overlong_buffer=2), max_new_tokens=4)
+    group = make_group("g", [0, 0], [1.0, 1.0])
+    group.samples[1].completion_token_ids[:] = [10, 11, 12, 2]  # 4 tokens: the full penalty, -1
+    group.samples[1].logprobs[:] = [-3.0] * 4
+    rows = prepare([group], spec)
+    assert rows.rewards == [1.0, 1.0] and rows.shaped == [1.0, 0.0] and rows.lengths == [2, 4]
+    assert rows.advantages == pytest.approx([0.5, -0.5])  # Dr.GRPO: shaped reward minus the group mean
+
+
+def test_decoupled_update_in_minibatches_logs_offpolicy_statistics(learner):
+    from dataclasses import replace
+
+    from relayrl.learner.update import prepare, update
+
+    spec = replace(learner.spec, objective="decoupled", tis_cap=1.1)
+    groups = [make_group(f"g{k}", [0, 0, 0, 0], [1.0, 0.0, 0.0, float(k % 2)]) for k in range(4)]
+    stats = update(learner.model, learner.optimizer, None, prepare(groups, spec), spec, 1.0,
+                   learner.tokenizer.pad_token_id, 1.0, minibatches=2)
+    # behaviour logprobs of -3 are not the learner's (about -2.8): uneven weights, some above the cap
+    assert 0 < stats["ess"] < 1 and stats["mismatch_kl"] > 0 and stats["tis_clip_frac"] > 0
+    assert stats["response_length_mean"] == 2 and stats["response_length_max"] == 2
+    assert stats["ratio_mean"] != 1.0  # the second minibatch's ratio is against the pre-update policy
+    for key in ("entropy", "clip_frac", "clip_frac_high", "grad_norm", "loss", "adv_abs_mean", "lr"):
+        assert key in stats

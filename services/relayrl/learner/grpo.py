@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 import torch
 
+from relayrl.learner.algorithms import AlgoSpec, advantages, masked_mean, policy_loss
+
+__all__ = ["TokenBatch", "build_batch", "group_advantages", "grpo_loss", "masked_mean", "token_logprobs"]
+
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     """(r - mean) / (std + eps) within one group; std is the sample (unbiased) std, as in TRL."""
-    rewards = rewards.to(torch.float64)
-    if rewards.numel() < 2:
-        return torch.zeros_like(rewards)
-    return (rewards - rewards.mean()) / (rewards.std(unbiased=True) + eps)
+    return advantages(rewards, "grpo", eps)
 
 
 @dataclass
@@ -64,26 +65,13 @@ def token_logprobs(model, batch: TokenBatch, temperature: float) -> tuple[torch.
     return logp, entropy
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
 def grpo_loss(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: torch.Tensor,
               mask: torch.Tensor, clip_eps: float, ref_logp: torch.Tensor | None = None,
               kl_beta: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Token-level PPO-clipped surrogate; `advantages` is one value per row ([N])."""
-    adv = advantages.to(logp.dtype)[:, None]
-    ratio = torch.exp(logp - behaviour_logp)
-    unclipped = ratio * adv
-    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv
-    per_token = -torch.minimum(unclipped, clipped)
-    stats = {"clip_frac": float(masked_mean(((ratio - 1).abs() > clip_eps).float(), mask)),
-             "ratio_mean": float(masked_mean(ratio.detach(), mask))}
-    if ref_logp is not None and kl_beta > 0:
-        # k3 (Schulman): exp(ref - logp) - (ref - logp) - 1, unbiased and always >= 0
-        delta = ref_logp - logp
-        kl = torch.exp(delta) - delta - 1
-        per_token = per_token + kl_beta * kl
-        stats["kl"] = float(masked_mean(kl.detach(), mask))
-    loss = masked_mean(per_token, mask)
-    return loss, stats
+    """Token-level PPO-clipped surrogate with a k3 KL term; `advantages` is one value per row ([N]).
+
+    The GRPO case of `algorithms.policy_loss` (symmetric clip, naive objective)."""
+    spec = AlgoSpec(name="grpo", clip_low=clip_eps, clip_high=clip_eps, loss_agg="token_mean", dynamic_sampling=False,
+                    overlong_buffer=0, overlong_penalty=0.0, max_len=0, adv_eps=1e-4, kl_beta=kl_beta,
+                    kl_estimator="k3", objective="naive", tis_cap=None)
+    return policy_loss(logp, behaviour_logp, advantages, mask, spec, ref_logp=ref_logp)

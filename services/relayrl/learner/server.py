@@ -59,15 +59,21 @@ def serve(learner: Learner, port: int, host: str = "127.0.0.1") -> tuple[grpc.Se
 
 
 def main(config_path: str, redis_url: str, port: int, out: str, model_dir: str, steps: int | None = None,
-         metrics_port: int | None = None, host: str = "127.0.0.1") -> None:
-    """Entry of `relayrl serve learner`: train for `steps`, serving weights meanwhile."""
+         metrics_port: int | None = None, host: str = "127.0.0.1", resume: bool = False) -> None:
+    """Entry of `relayrl serve learner`: train for `steps` in all, serving weights meanwhile; with
+    `resume`, continue from the newest checkpoint under `out`."""
     from relayrl.config import RunConfig
     from relayrl.metrics import serve_metrics
     from relayrl.replay import make_queue
 
     cfg = RunConfig.load(config_path)
     queue = make_queue(cfg.queue, redis_url)
-    learner = Learner(cfg, queue, model_dir, Path(out))
+    learner = Learner(cfg, queue, model_dir, Path(out), resume=resume)
+    if learner.updater is not None and learner.updater.rank > 0:  # torchrun: rank 0 alone serves and publishes
+        log.info("learner rank %d following rank 0", learner.updater.rank)
+        learner.updater.follow()
+        queue.close()
+        return
     server, bound = serve(learner, port, host)
     serve_metrics(metrics_port, host)
     log.info("learner serving on %s:%d", host, bound)

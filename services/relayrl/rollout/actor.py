@@ -1,7 +1,7 @@
 """The rollout actor's worker loop: lease prompts, generate groups, hand them to the reward service.
 
 An actor is a stateless consumer of the prompts stream. Between generations it checks the
-announced policy version and, when the learner is ahead, pulls the newest version and loads it
+announced policy version and, when it differs from its own, pulls the newest version and loads it
 (a late joiner thus starts on the newest weights). It submits each group to the reward service
 and goes on generating without waiting for the scores; it does not acknowledge the prompt
 itself: the reward service does, in the same transaction that stores the scored group, so a
@@ -56,10 +56,13 @@ class Actor:
         return -1 if value is None else int(value)
 
     def follow_weights(self) -> bool:
-        """Load the newest version when the learner announced a newer one; True if loaded."""
+        """Load the announced version when it differs from the engine's; True if loaded.
+
+        Usually the learner is ahead. It is behind after it crashed and resumed from a checkpoint:
+        the versions after that checkpoint are lost, and an actor that kept them must go back."""
         announced = self.announced_version()
         metrics.VERSION_LAG.set(max(0, announced - self.engine.version))
-        if announced <= self.engine.version:
+        if announced < 0 or announced == self.engine.version:
             return False
         t0 = time.perf_counter()
         version, state = self.weights.fetch(-1)

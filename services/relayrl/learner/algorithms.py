@@ -1,0 +1,184 @@
+"""The R1-family policy-gradient recipes as pure functions: advantages, shaping, losses, KL.
+
+One loss covers them all; an `AlgoSpec` (resolved from the learner config) picks the pieces:
+
+- **GRPO** (DeepSeekMath): advantage (r - mean) / (std + eps) within the group.
+- **Dr.GRPO** (Liu et al., "Understanding R1-Zero-like training"): advantage r - mean (no std),
+  and token losses summed per sequence and divided by a constant (N * max_new_tokens), so neither
+  the group's spread nor a completion's length rescales its gradient.
+- **DAPO** (Yu et al.): clip-higher (a wider upper clip range), dynamic sampling (groups with equal
+  rewards carry no gradient and are skipped), token-level loss, soft overlong punishment.
+- **RLOO** (Ahmadian et al.): leave-one-out baseline, r_i - mean_{j!=i} r_j = G/(G-1) (r_i - mean).
+
+Off-policy correction: the *naive* objective takes PPO's ratio against the behaviour logprobs the
+actor sampled with. The *decoupled* objective (Hilton et al.; AReaL) takes it against the proximal
+policy (the learner's own logprobs before the batch's first update) and weights each token by
+proximal / behaviour, optionally truncated at a cap (truncated importance sampling, Yao et al.),
+which also absorbs the numeric mismatch between the inference engine and the learner. The
+mismatch is logged as KL(behaviour || proximal) and the effective sample size of the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
+_DEFAULT_AGG = {"grpo": "token_mean", "dr_grpo": "seq_mean_token_sum_norm", "dapo": "token_mean",
+                "rloo": "seq_mean_token_mean"}
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """Every choice the loss makes, resolved from `LearnerConfig` (nulls filled per algorithm)."""
+
+    name: str
+    clip_low: float
+    clip_high: float
+    loss_agg: str
+    dynamic_sampling: bool
+    overlong_buffer: int
+    overlong_penalty: float
+    max_len: int
+    adv_eps: float
+    kl_beta: float
+    kl_estimator: str
+    objective: str
+    tis_cap: float | None
+
+
+def resolve(lc, max_new_tokens: int) -> AlgoSpec:
+    """The spec of `lc` (a LearnerConfig) for completions of at most `max_new_tokens`."""
+    dapo = lc.algorithm == "dapo"
+    high = lc.clip_eps_high if lc.clip_eps_high is not None else (0.28 if dapo else lc.clip_eps)
+    buffer = lc.overlong_buffer if lc.overlong_buffer is not None else (max(1, max_new_tokens // 5) if dapo else 0)
+    if buffer > max_new_tokens:
+        raise ValueError(f"learner.overlong_buffer ({buffer}) exceeds max_new_tokens ({max_new_tokens})")
+    return AlgoSpec(
+        name=lc.algorithm, clip_low=lc.clip_eps, clip_high=high, loss_agg=lc.loss_agg or _DEFAULT_AGG[lc.algorithm],
+        dynamic_sampling=lc.dynamic_sampling if lc.dynamic_sampling is not None else dapo,
+        overlong_buffer=buffer, overlong_penalty=lc.overlong_penalty, max_len=max_new_tokens, adv_eps=lc.adv_eps,
+        kl_beta=lc.kl_beta, kl_estimator=lc.kl_estimator, objective=lc.objective, tis_cap=lc.tis_cap)
+
+
+# -- rewards and advantages ------------------------------------------------------------------------
+def overlong_penalty(length: int, max_len: int, buffer: int, penalty: float = 1.0) -> float:
+    """DAPO's soft overlong punishment: 0 up to max_len - buffer, then linear down to -penalty
+    at max_len, -penalty beyond. buffer 0 disables it."""
+    if buffer <= 0:
+        return 0.0
+    expected = max_len - buffer
+    if length <= expected:
+        return 0.0
+    if length <= max_len:
+        return (expected - length) / buffer * penalty
+    return -penalty
+
+
+def advantages(rewards: torch.Tensor, kind: str, eps: float = 1e-4) -> torch.Tensor:
+    """One advantage per completion of a group (float64) under `kind`'s baseline."""
+    r = rewards.to(torch.float64)
+    n = r.numel()
+    if n < 2:
+        return torch.zeros_like(r)
+    centred = r - r.mean()
+    if kind in ("grpo", "dapo"):
+        return centred / (r.std(unbiased=True) + eps)
+    if kind == "dr_grpo":
+        return centred
+    if kind == "rloo":
+        return centred * n / (n - 1)  # r_i - mean of the others
+    raise ValueError(f"unknown algorithm {kind!r}")
+
+
+def zero_variance(rewards: list[float]) -> bool:
+    """True when every reward of a group is equal: its advantages are all zero."""
+    return len(rewards) < 2 or max(rewards) - min(rewards) == 0
+
+
+# -- losses ----------------------------------------------------------------------------------------
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Per-token estimate of KL(policy || reference) from samples of the policy (Schulman's k1-k3)."""
+    log_ratio = logp - ref_logp
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio ** 2
+    if estimator == "k3":
+        return torch.exp(-log_ratio) + log_ratio - 1  # exp(ref - logp) - (ref - logp) - 1 >= 0
+    raise ValueError(f"unknown KL estimator {estimator!r}")
+
+
+def aggregate(per_token: torch.Tensor, mask: torch.Tensor, how: str, max_len: int | None = None,
+              num_rows: int | None = None, num_tokens: float | None = None) -> torch.Tensor:
+    """Reduce [N, T] token losses to a scalar.
+
+    `num_rows` / `num_tokens` are the batch totals when `per_token` is one shard of a batch split
+    across processes: the shards' results then sum to the whole batch's value."""
+    masked = per_token * mask
+    rows = num_rows if num_rows is not None else per_token.shape[0]
+    if how == "token_mean":
+        total = num_tokens if num_tokens is not None else mask.sum().clamp(min=1)
+        return masked.sum() / total
+    if how == "seq_mean_token_mean":
+        return (masked.sum(-1) / mask.sum(-1).clamp(min=1)).sum() / rows
+    if how == "seq_mean_token_sum_norm":
+        if not max_len:
+            raise ValueError("seq_mean_token_sum_norm needs max_len")
+        return masked.sum() / (rows * max_len)
+    raise ValueError(f"unknown loss aggregation {how!r}")
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def offpolicy_stats(prox_logp: torch.Tensor, behaviour_logp: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """How far the behaviour policy (the engine) is from the learner's proximal policy.
+
+    mismatch_kl: k3 estimate of KL(behaviour || proximal) on the behaviour's samples; mismatch_kl_k1
+    the plain log-ratio mean; ess: effective sample size (sum w)^2 / (n sum w^2) of the weights
+    w = proximal / behaviour, 1 when the two agree."""
+    log_w = (prox_logp - behaviour_logp).detach().double()
+    m = mask.double()
+    w = torch.exp(log_w)
+    n = m.sum().clamp(min=1)
+    ess = (w * m).sum() ** 2 / (n * (w ** 2 * m).sum()).clamp(min=1e-300)
+    return {"mismatch_kl": float(((w - log_w - 1) * m).sum() / n), "mismatch_kl_k1": float((-log_w * m).sum() / n),
+            "ess": float(ess), "is_weight_max": float((w * m).max())}
+
+
+def policy_loss(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                spec: AlgoSpec, prox_logp: torch.Tensor | None = None, ref_logp: torch.Tensor | None = None,
+                num_rows: int | None = None, num_tokens: float | None = None) -> tuple[torch.Tensor, dict]:
+    """The clipped surrogate (+ KL) of `spec`; `advantages` has one value per row ([N]).
+
+    With `prox_logp` (the decoupled objective) the ratio is logp / prox and each token is weighted
+    by prox / behaviour (detached, truncated at `spec.tis_cap`); otherwise the ratio is taken
+    against the behaviour logprobs."""
+    adv = advantages.to(logp.dtype)[:, None]
+    stats: dict[str, float] = {}
+    if prox_logp is None:
+        ratio = torch.exp(logp - behaviour_logp)
+        weight = None
+    else:
+        ratio = torch.exp(logp - prox_logp)
+        weight = torch.exp(prox_logp - behaviour_logp).detach()
+        if spec.tis_cap is not None:
+            stats["tis_clip_frac"] = float(masked_mean((weight > spec.tis_cap).float(), mask))
+            weight = weight.clamp(max=spec.tis_cap)
+        stats["is_weight_mean"] = float(masked_mean(weight, mask))
+    clipped = torch.clamp(ratio, 1 - spec.clip_low, 1 + spec.clip_high)
+    per_token = -torch.minimum(ratio * adv, clipped * adv)
+    if weight is not None:
+        per_token = per_token * weight
+    low, high = (ratio < 1 - spec.clip_low).float(), (ratio > 1 + spec.clip_high).float()
+    stats.update(clip_frac=float(masked_mean(low + high, mask)), clip_frac_low=float(masked_mean(low, mask)),
+                 clip_frac_high=float(masked_mean(high, mask)), ratio_mean=float(masked_mean(ratio.detach(), mask)))
+    if ref_logp is not None and spec.kl_beta > 0:
+        kl = kl_penalty(logp, ref_logp, spec.kl_estimator)
+        per_token = per_token + spec.kl_beta * kl
+        stats["kl"] = float(masked_mean(kl.detach(), mask))
+    loss = aggregate(per_token, mask, spec.loss_agg, spec.max_len, num_rows, num_tokens)
+    return loss, stats

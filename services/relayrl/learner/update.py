@@ -1,0 +1,119 @@
+"""One learner update: scored groups -> rows with advantages -> proximal logprobs -> optimizer steps.
+
+Shared by the single-process learner and the distributed one: with `world > 1` each rank holds
+the whole batch, trains on its contiguous shard of every minibatch, and normalises its loss by
+the minibatch's totals times the world size, so that DDP's gradient average equals the gradient
+of the whole minibatch in one process (the equivalence test checks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from relayrl.learner.algorithms import AlgoSpec, advantages, offpolicy_stats, overlong_penalty, policy_loss
+from relayrl.learner.grpo import build_batch, masked_mean, token_logprobs
+from relayrl.wire import common_pb2
+
+
+def valid_indices(group: common_pb2.Group) -> list[int]:
+    """Samples with a score (infrastructure errors never enter an advantage)."""
+    return [i for i, s in enumerate(group.scores) if s.outcome != common_pb2.OUTCOME_INFRA_ERROR]
+
+
+def shaped_rewards(group: common_pb2.Group, spec: AlgoSpec) -> tuple[list[int], list[float], list[float]]:
+    """(valid sample indices, their rewards, rewards plus overlong shaping)."""
+    keep = valid_indices(group)
+    raw = [group.scores[i].reward for i in keep]
+    shaped = [r + overlong_penalty(len(group.samples[i].completion_token_ids), spec.max_len, spec.overlong_buffer,
+                                   spec.overlong_penalty) for r, i in zip(raw, keep)]
+    return keep, raw, shaped
+
+
+@dataclass
+class Rows:
+    """The trainable rows of a batch of groups."""
+
+    rows: list[tuple[list[int], list[int], list[float]]] = field(default_factory=list)
+    advantages: list[float] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    shaped: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+
+def prepare(groups: list[common_pb2.Group], spec: AlgoSpec) -> Rows:
+    out = Rows()
+    for g in groups:
+        keep, raw, shaped = shaped_rewards(g, spec)
+        out.advantages += advantages(torch.tensor(shaped), spec.name, spec.adv_eps).tolist()
+        out.rewards += raw
+        out.shaped += shaped
+        for i in keep:
+            s = g.samples[i]
+            out.rows.append((list(s.prompt_token_ids), list(s.completion_token_ids), list(s.logprobs)))
+            out.lengths.append(len(s.completion_token_ids))
+    return out
+
+
+def _slices(n: int, parts: int) -> list[slice]:
+    """`parts` contiguous slices covering range(n), sizes differing by at most one."""
+    bounds = [round(k * n / parts) for k in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature: float, pad_id: int,
+           grad_clip: float, minibatches: int = 1, ref_model=None, rank: int = 0, world: int = 1) -> dict:
+    """Train on `rows`: `minibatches` optimizer steps; return the step's statistics (this rank's shard)."""
+    mbs = [s for s in _slices(len(rows.rows), min(minibatches, len(rows.rows))) if s.stop > s.start]
+    if world > 1 and any(mb.stop - mb.start < world for mb in mbs):
+        raise ValueError(f"every minibatch needs at least {world} rows to shard across {world} ranks")
+    shards = []
+    for mb in mbs:
+        mine = _slices(mb.stop - mb.start, world)[rank]
+        lo, hi = mb.start + mine.start, mb.start + mine.stop
+        batch = build_batch(rows.rows[lo:hi], pad_id)
+        shards.append((batch, torch.tensor(rows.advantages[lo:hi], dtype=torch.float32),
+                       mb.stop - mb.start, float(sum(rows.lengths[mb]))))
+    # the proximal policy is this learner before the batch's first update: with one minibatch that
+    # is the policy being differentiated (its detached logprobs), otherwise one extra forward pass
+    prox: list = [None] * len(shards)
+    if len(shards) > 1:
+        with torch.no_grad():
+            prox = [token_logprobs(model, batch, temperature)[0] for batch, *_ in shards]
+    stats: dict[str, float] = {}
+    totals: dict[str, float] = {}
+    for k, (batch, adv, n_rows, n_tokens) in enumerate(shards):
+        optimizer.zero_grad(set_to_none=True)
+        logp, entropy = token_logprobs(model, batch, temperature)
+        ref = None
+        if ref_model is not None and spec.kl_beta > 0:
+            with torch.no_grad():
+                ref = token_logprobs(ref_model, batch, temperature)[0]
+        if prox[k] is None:
+            prox[k] = logp.detach()
+        p = prox[k] if spec.objective == "decoupled" else None
+        loss, s = policy_loss(logp, batch.behaviour_logprobs, adv, batch.loss_mask, spec, prox_logp=p,
+                              ref_logp=ref, num_rows=n_rows, num_tokens=n_tokens)
+        (loss * world).backward()  # DDP averages over ranks; each rank's loss is its share of the sum
+        s.update(offpolicy_stats(prox[k], batch.behaviour_logprobs, batch.loss_mask))
+        s["entropy"] = float(masked_mean(entropy.detach(), batch.loss_mask))
+        s["loss"] = float(loss.detach()) * world
+        for name, value in s.items():
+            totals[name] = totals.get(name, 0.0) + value
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
+    stats = {name: value / len(shards) for name, value in totals.items()}
+    lengths = torch.tensor(rows.lengths, dtype=torch.float32)
+    stats.update(reward_mean=sum(rows.rewards) / len(rows.rewards), tokens=int(sum(rows.lengths)),
+                 response_length_mean=float(lengths.mean()), response_length_max=int(lengths.max()),
+                 response_length_min=int(lengths.min()),
+                 response_clip_frac=float((lengths >= spec.max_len).float().mean()) if spec.max_len else 0.0,
+                 adv_abs_mean=float(torch.tensor(rows.advantages).abs().mean()),
+                 lr=float(optimizer.param_groups[0]["lr"]))
+    if spec.overlong_buffer:
+        stats["shaped_reward_mean"] = sum(rows.shaped) / len(rows.shaped)
+    return stats
