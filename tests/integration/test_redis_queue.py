@@ -296,3 +296,12 @@ def test_trim_keeps_a_stream_without_groups_and_a_missing_stream_is_fine(make):
     q.put("relayrl:t:nogroup", b"x")
     assert q.trim("relayrl:t:nogroup") == 0
     assert q.trim("relayrl:t:missing") == 0
+
+
+def test_added_counts_every_entry_ever_put_trimmed_or_not(q):
+    assert q.added("relayrl:t:missing") == 0
+    ids = [q.put(S, b"x") for _ in range(3)]
+    q.lease(S, G, "c1", 3)
+    q.ack(S, G, ids)
+    assert q.trim(S) == 3 and q.length(S) == 0
+    assert q.added(S) == 3

@@ -129,9 +129,8 @@ class Learner:
                                               lc.grad_clip, lc.minibatches, self.ref_model)
         self.seen: set[str] = set(self.trained) | set(self.dropped)
         self._prompts = stream(cfg.task)
-        if resume:  # the prompts stream is trimmed only at checkpoints: what it gained since is admitted
-            self.admission.admitted = queue.length(self.keys.prompts) + (
-                self._state["admitted"] - self._state["prompts_length"] if start is not None else 0)
+        if resume:  # every prompt ever put on the stream was admitted, trimmed or not (ids stay unique)
+            self.admission.admitted = queue.added(self.keys.prompts)
             for _ in range(self.admission.admitted):
                 next(self._prompts)
         # groups this consumer leased and never acknowledged (a previous incarnation died): first
@@ -147,7 +146,7 @@ class Learner:
         from relayrl.learner import checkpoint as ckpt
 
         ckpt.restore_trainer(path, self.optimizer, self.scheduler)
-        state = self._state = ckpt.read_state(path)
+        state = ckpt.read_state(path)
         self.version, self.step = state["version"], state["step"]
         self.admission.consumed = state["consumed"]
         c = state["counters"]
@@ -264,12 +263,8 @@ class Learner:
         """Save a durable checkpoint, then acknowledge every group it records (trained or dropped)."""
         from relayrl.learner import checkpoint as ckpt
 
-        # prompts every actor is done with can go now: what stays (and what is admitted after) is
-        # counted from `prompts_length`, so a resume recovers how many prompts were admitted
-        self.queue.trim(self.keys.prompts)
         c = self.counters
         state = {"version": self.version, "step": self.step, "admitted": self.admission.admitted,
-                 "prompts_length": self.queue.length(self.keys.prompts),
                  "consumed": self.admission.consumed, "algorithm": self.spec.name,
                  "counters": {"groups_trained": c.groups_trained, "groups_dropped": c.groups_dropped,
                               "max_version_lag": c.max_version_lag, "last_reward_mean": c.last_reward_mean},
@@ -280,7 +275,9 @@ class Learner:
             self.queue.ack(self.keys.groups, StreamKeys.LEARNER, self._unacked)
             self._unacked = []
         # what every consumer is done with can go: streams stay bounded, nothing pending is lost
-        self.queue.trim(self.keys.groups)
+        # (a resume counts admitted prompts with `added`, which trimming does not change)
+        for stream in (self.keys.prompts, self.keys.groups):
+            self.queue.trim(stream)
         return final
 
     # -- the loop -------------------------------------------------------------------------------

@@ -81,6 +81,10 @@ class ReplayQueue(ABC):
         """Entries in the stream."""
 
     @abstractmethod
+    def added(self, stream: str) -> int:
+        """Entries ever added to the stream, trimmed ones included (0 for a missing stream)."""
+
+    @abstractmethod
     def trim(self, stream: str) -> int:
         """Delete the entries every consumer group is done with; return how many went.
 

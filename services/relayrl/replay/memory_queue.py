@@ -61,6 +61,7 @@ class _Stream:
     id_strs: list[str] = field(default_factory=list)
     payloads: dict[str, bytes] = field(default_factory=dict)
     groups: dict[str, _Group] = field(default_factory=dict)
+    added: int = 0
 
 
 class MemoryReplayQueue(ReplayQueue):
@@ -134,6 +135,7 @@ class MemoryReplayQueue(ReplayQueue):
             s.ids.append(self._last_id)
             s.id_strs.append(entry_id)
             s.payloads[entry_id] = bytes(payload)
+            s.added += 1
             self._cond.notify_all()
             return entry_id
 
@@ -195,6 +197,11 @@ class MemoryReplayQueue(ReplayQueue):
         with self._cond:
             s = self._streams.get(stream)
             return len(s.ids) if s is not None else 0
+
+    def added(self, stream: str) -> int:
+        with self._cond:
+            s = self._streams.get(stream)
+            return s.added if s is not None else 0
 
     def trim(self, stream: str) -> int:
         with self._cond:

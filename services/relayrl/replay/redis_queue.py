@@ -168,6 +168,12 @@ class RedisReplayQueue(ReplayQueue):
     def length(self, stream: str) -> int:
         return int(self._r.xlen(stream))
 
+    def added(self, stream: str) -> int:
+        try:
+            return int(self._r.xinfo_stream(stream)["entries-added"])
+        except redis.ResponseError:  # no such stream
+            return 0
+
     def trim(self, stream: str) -> int:
         try:
             groups = self._r.xinfo_groups(stream)
