@@ -77,7 +77,7 @@ def test_scored_group_is_written_and_prompt_acked(backend, request):
         while (status := client.status()).groups_in_flight and time.monotonic() < deadline:
             time.sleep(0.01)  # the group is on the stream a moment before it leaves the in-flight set
         assert (status.groups_in_flight, status.groups_scored, status.samples_scored) == (0, 1, 4)
-        assert list(status.kinds) == ["code", "math"]
+        assert list(status.kinds) == ["code", "math", "swe"]
     finally:
         client.close()
         server.stop(grace=1.0)

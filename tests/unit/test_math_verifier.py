@@ -125,8 +125,9 @@ def test_a_dead_worker_is_an_infra_error_and_the_pool_is_replaced():
 
 def test_registry_and_proto_round_trip():
     assert "math" in registered_kinds()
-    with pytest.raises(KeyError, match="no verifier for kind 'swe'"):
-        create("swe", RewardConfig())
+    assert {"code", "swe"} <= set(registered_kinds())
+    with pytest.raises(KeyError, match="no verifier for kind 'lean'"):
+        create("lean", RewardConfig())
     score = Score("fail", 0.5, {"accuracy": 0.0, "format": 1.0}, {"answer": "6"}, 0.01)
     assert Score.from_proto(score.to_proto()) == score
 

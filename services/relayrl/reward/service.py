@@ -8,8 +8,12 @@ the group (with `scores` filled) is appended to the scored-groups stream in the 
 that acknowledges the prompt the actor leased: kill the service at any moment and either both
 happened or neither did, in which case the prompt's lease expires and an actor regenerates it.
 
-Bounded: more than `max_in_flight` unfinished groups and `submit` raises `Saturated`, so an
-actor backs off instead of the service growing without limit.
+Bounded, per kind: each task kind has its own lane (a thread pool and a cap on samples accepted
+and not yet scored, `reward.lanes.<kind>`), so slow code jobs never hold up math samples. A
+submission that would overfill its lane, or more than `max_in_flight` unfinished groups, raises
+`Saturated` (gRPC RESOURCE_EXHAUSTED): an actor backs off instead of the service growing without
+limit or running out of memory. R1's language-consistency reward (`weights.language`) is added
+to every scored sample of a group, judged against the group's prompt.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from relayrl.config import RewardConfig, StreamKeys, keys
+from relayrl.config import LaneConfig, RewardConfig, StreamKeys, keys
 from relayrl.replay.base import AckRef, ReplayQueue
 from relayrl.reward.client import Closed, Saturated
+from relayrl.reward.language import language_consistency
 from relayrl.reward.verifiers import Score, Verifier, create, registered_kinds
 from relayrl.wire import common_pb2, reward_pb2
 
@@ -43,9 +48,20 @@ VALUE = Histogram("relayrl_reward_value", "Final rewards of scored samples (infr
                   "excluded).", ["kind"], buckets=(-1, -.5, 0, .1, .25, .5, .75, 1, 1.25, 1.5, 2, 5))
 IN_FLIGHT = Gauge("relayrl_reward_groups_in_flight", "Groups accepted and not yet written to the "
                   "scored-groups stream.")
+LANE_PENDING = Gauge("relayrl_reward_lane_pending", "Samples accepted and not yet scored, by kind.", ["kind"])
+REJECTED = Counter("relayrl_reward_rejected_total", "Requests refused with RESOURCE_EXHAUSTED, by kind.", ["kind"])
 
 _ENTRY_ID = re.compile(r"^\d+(-\d+)?$")
 _PUT_ATTEMPTS = 6
+
+
+class _Lane:
+    """One kind's worker threads and admission count."""
+
+    def __init__(self, kind: str, cfg: LaneConfig, default_workers: int) -> None:
+        self.kind, self.max_pending = kind, cfg.max_pending
+        self.threads = ThreadPoolExecutor(cfg.workers or default_workers, thread_name_prefix=f"reward-{kind}")
+        self.pending = 0
 
 
 @dataclass
@@ -65,13 +81,25 @@ class RewardService:
         self.cfg, self.queue, self.keys = cfg, queue, keys(run)
         self.max_in_flight, self.recent_size = max_in_flight, recent_size
         self.verifiers: dict[str, Verifier] = {kind: create(kind, cfg) for kind in registered_kinds()}
-        # More threads than verifier processes: fast-path samples need no process slot.
-        self._threads = ThreadPoolExecutor(cfg.workers + 4, thread_name_prefix="reward")
+        for kind, verifier in self.verifiers.items():
+            log.info("verifier %s: %s", kind, verifier.unavailable() or verifier.health() or "ready")
+        # Math: more threads than verifier processes (fast-path samples need no process slot);
+        # code: one per sandbox slot.
+        defaults = {"math": cfg.workers + 4, "code": getattr(self.verifiers.get("code"), "concurrency", 2)}
+        self._lanes = {kind: _Lane(kind, getattr(cfg.lanes, kind, LaneConfig()), defaults.get(kind, 4))
+                       for kind in self.verifiers}
         self._lock = threading.Lock()
         self._in_flight: dict[str, _Pending] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()  # bounded: ids written lately
         self._groups_scored = self._samples_scored = 0
         self._closed = self._abort = False
+        # Kinds in reward.slow_lane.kinds (SWE) are scored by reward workers off a Redis stream
+        # (slow_lane.py); the service only enqueues their samples and collects the results.
+        self._slow = None
+        if any(kind in self.verifiers for kind in cfg.slow_lane.kinds):
+            from relayrl.reward.slow_lane import SlowLane
+
+            self._slow = SlowLane(cfg, queue, run, self._slow_result, verifiers=self.verifiers)
 
     # -- the API ------------------------------------------------------------------------------
     def submit(self, group: common_pb2.Group) -> bool:
@@ -87,24 +115,50 @@ class RewardService:
             if group.group_id in self._in_flight or group.group_id in self._recent:
                 return False
             if len(self._in_flight) >= self.max_in_flight:
+                REJECTED.labels(group.prompt.kind).inc()
                 raise Saturated(f"{len(self._in_flight)} groups in flight (max_in_flight={self.max_in_flight})")
+            lane = self._admit(group.prompt.kind, len(group.samples))
             self._in_flight[group.group_id] = pending
             IN_FLIGHT.inc()
+        if self._slow is not None and group.prompt.kind in self._slow.kinds:
+            # long kinds (SWE): one job per sample on the slow lane's stream; `_slow_result` records
+            # the scores. If the queue fails, the group is refused as a whole (its prompt is re-leased).
+            try:
+                for index, sample in enumerate(group.samples):
+                    self._slow.enqueue(group.group_id, index, group.prompt.kind, sample.text, group.prompt.reference)
+            except BaseException:
+                self._release(lane, len(group.samples))
+                self._forget(group.group_id, written=False)
+                raise
+            return True
         for index in range(len(group.samples)):
-            self._threads.submit(self._score_sample, pending, index)
+            lane.threads.submit(self._score_sample, pending, index)
         return True
 
     def score(self, kind: str, response: str, reference: str) -> Score:
         """Score one response now (debugging, evaluation), retrying infrastructure errors."""
         if kind not in self.verifiers:
             raise ValueError(self._unknown_kind(kind))
-        return self._score_with_retries(kind, response, reference)
+        if reason := self.verifiers[kind].unavailable():
+            raise ValueError(f"task kind {kind!r} is disabled: {reason}")
+        with self._lock:
+            lane = self._admit(kind, 1)
+        try:
+            return self._score_with_retries(kind, response, reference)
+        finally:
+            self._release(lane)
+
+    def health(self) -> dict[str, dict]:
+        """Per kind: what its verifier runs on, or why it refuses work."""
+        return {kind: {"available": v.unavailable() is None, "reason": v.unavailable(), **v.health()}
+                for kind, v in self.verifiers.items()}
 
     def status(self) -> reward_pb2.RewardStatus:
         with self._lock:
             return reward_pb2.RewardStatus(
                 groups_in_flight=len(self._in_flight), groups_scored=self._groups_scored,
-                samples_scored=self._samples_scored, kinds=sorted(self.verifiers))
+                samples_scored=self._samples_scored,
+                kinds=sorted(k for k, v in self.verifiers.items() if v.unavailable() is None))
 
     def close(self, drain: bool = True) -> None:
         """Stop accepting groups. With `drain`, finish and write every group in flight first;
@@ -112,11 +166,30 @@ class RewardService:
         with self._lock:
             self._closed = True
             self._abort = not drain
-        self._threads.shutdown(wait=drain, cancel_futures=not drain)
+        for lane in self._lanes.values():
+            lane.threads.shutdown(wait=drain, cancel_futures=not drain)
+        if self._slow is not None:  # slow-lane groups are not drained (minutes): their prompts are re-leased
+            self._slow.close()
         for verifier in self.verifiers.values():
             verifier.close()
 
     # -- internals ----------------------------------------------------------------------------
+    def _admit(self, kind: str, samples: int) -> _Lane:
+        """Reserve room for `samples` in `kind`'s lane (call under the lock) or raise Saturated."""
+        lane = self._lanes[kind]
+        if lane.pending + samples > lane.max_pending:
+            REJECTED.labels(kind).inc()
+            raise Saturated(f"the {kind} lane has {lane.pending} samples pending; {samples} more would exceed "
+                            f"reward.lanes.{kind}.max_pending={lane.max_pending}")
+        lane.pending += samples
+        LANE_PENDING.labels(kind).set(lane.pending)
+        return lane
+
+    def _release(self, lane: _Lane, samples: int = 1) -> None:
+        with self._lock:
+            lane.pending -= samples
+            LANE_PENDING.labels(lane.kind).set(lane.pending)
+
     def _unknown_kind(self, kind: str) -> str:
         return f"unknown task kind {kind!r} (this service scores: {', '.join(sorted(self.verifiers))})"
 
@@ -129,6 +202,8 @@ class RewardService:
             raise ValueError(f"group {group.group_id!r} has no prompt")
         if group.prompt.kind not in self.verifiers:
             raise ValueError(f"group {group.group_id!r}: " + self._unknown_kind(group.prompt.kind))
+        if reason := self.verifiers[group.prompt.kind].unavailable():
+            raise ValueError(f"group {group.group_id!r}: task kind {group.prompt.kind!r} is disabled: {reason}")
         if group.prompt_entry_id and not _ENTRY_ID.match(group.prompt_entry_id):
             raise ValueError(f"group {group.group_id!r}: prompt_entry_id {group.prompt_entry_id!r} "
                              "is not a stream entry id")
@@ -159,17 +234,53 @@ class RewardService:
     def _score_sample(self, pending: _Pending, index: int) -> None:
         try:
             group = pending.group
-            score = self._score_with_retries(group.prompt.kind, group.samples[index].text, group.prompt.reference)
-            with self._lock:
-                pending.scores[index] = score
-                pending.remaining -= 1
-                self._samples_scored += 1
-                done = pending.remaining == 0
-            if done:
-                self._finish(pending)
+            try:
+                text = group.samples[index].text
+                score = self._score_with_retries(group.prompt.kind, text, group.prompt.reference)
+                if self.cfg.weights.language and score.outcome != "infra_error":
+                    score.components["language"] = language_consistency(text, group.prompt.text)
+                    score.reward += self.cfg.weights.language * score.components["language"]
+            finally:
+                self._release(self._lanes[group.prompt.kind])
+            self._record(pending, index, score)
         except Exception:  # fault boundary: a thread-pool task's exception would vanish silently
             log.exception("scoring group %s sample %d failed", pending.group.group_id, index)
             self._forget(pending.group.group_id, written=False)
+
+    def _record(self, pending: _Pending, index: int, score: Score) -> None:
+        """Store a sample's score; write the group once the last one is in (ignore a second score)."""
+        with self._lock:
+            if pending.scores[index] is not None:
+                return
+            pending.scores[index] = score
+            pending.remaining -= 1
+            self._samples_scored += 1
+            done = pending.remaining == 0
+        if done:
+            self._finish(pending)
+
+    def _slow_result(self, group_id: str, index: int, kind: str, score: Score) -> None:
+        """A slow-lane job's score (from SlowLane's listener). Idempotent: a result for a group no
+        longer in flight, or for a sample already scored, changes nothing."""
+        with self._lock:
+            pending = self._in_flight.get(group_id)
+            fresh = pending is not None and 0 <= index < len(pending.scores) and pending.scores[index] is None
+        if not fresh:
+            return
+        REQUESTS.labels(kind, score.outcome).inc()
+        DURATION.labels(kind).observe(score.duration_s)
+        if score.outcome != "infra_error":
+            VALUE.labels(kind).observe(score.reward)
+            if self.cfg.weights.language:
+                text = pending.group.samples[index].text
+                score.components["language"] = language_consistency(text, pending.group.prompt.text)
+                score.reward += self.cfg.weights.language * score.components["language"]
+        self._release(self._lanes[kind])
+        try:
+            self._record(pending, index, score)
+        except Exception:  # fault boundary: the listener thread must survive one bad group
+            log.exception("recording group %s sample %d failed", group_id, index)
+            self._forget(group_id, written=False)
 
     def _finish(self, pending: _Pending) -> None:
         group = pending.group

@@ -112,3 +112,4 @@ def create(kind: str, cfg: RewardConfig) -> Verifier:
 def _load_builtin() -> None:
     # Imported lazily: the verifier modules import this one to register themselves.
     from relayrl.reward import code_verifier, math_verifier  # noqa: F401
+    from relayrl.reward.swe import verifier as swe_verifier  # noqa: F401
