@@ -305,3 +305,15 @@ def test_added_counts_every_entry_ever_put_trimmed_or_not(q):
     q.ack(S, G, ids)
     assert q.trim(S) == 3 and q.length(S) == 0
     assert q.added(S) == 3
+
+
+def test_put_once_is_idempotent_per_sequence_number(q):
+    assert q.put_once(S, b"p0", 0) and q.put_once(S, b"p1", 1)
+    assert not q.put_once(S, b"p1 again", 1)  # a retry after a lost reply
+    assert not q.put_once(S, b"p0 again", 0)
+    entries = q.lease(S, G, "c1", 10)
+    assert [(e.id, e.payload) for e in entries] == [("0-1", b"p0"), ("0-2", b"p1")]
+    q.ack(S, G, [e.id for e in entries])
+    q.trim(S)
+    assert not q.put_once(S, b"p1 after trim", 1)  # still refused once trimmed away
+    assert q.put_once(S, b"p2", 2) and q.added(S) == 3

@@ -32,6 +32,15 @@ from relayrl.wire import common_pb2
 log = logging.getLogger("relayrl.learner")
 
 
+def _redis_down_errors() -> tuple[type[Exception], ...]:
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+REDIS_DOWN = _redis_down_errors()
+
+
 @dataclass
 class Admission:
     """AReaL's staleness bound on prompt admission.
@@ -166,7 +175,7 @@ class Learner:
     def publish(self) -> None:
         t0 = time.perf_counter()
         item = self.store.publish(self.version, self.model.state_dict(), self.cfg.learner.wire_dtype)
-        self.queue.set_value(self.keys.version, str(self.version))
+        self._retry(lambda: self.queue.set_value(self.keys.version, str(self.version)))
         metrics.WEIGHT_SYNC.labels("learner").observe(time.perf_counter() - t0)
         metrics.WEIGHT_BYTES.labels("learner").inc(len(item.payload))
         metrics.POLICY_VERSION.labels("learner").set(self.version)
@@ -182,7 +191,8 @@ class Learner:
             pid = f"{self.cfg.run}-p{self.admission.admitted}"
             prompt = common_pb2.Prompt(prompt_id=pid, text=item.text, kind=item.kind, reference=item.answer,
                                        admitted_version=self.version)
-            self.queue.put(self.keys.prompts, prompt.SerializeToString())
+            # numbered puts: a retry after Redis lost the reply cannot admit the prompt twice
+            self.queue.put_once(self.keys.prompts, prompt.SerializeToString(), self.admission.admitted)
             self.admission.admitted += 1
         return n
 
@@ -221,17 +231,42 @@ class Learner:
         batch: list[tuple[str, common_pb2.Group]] = []
         want = self.cfg.learner.batch_groups
         while len(batch) < want:
-            self.admit()
-            if self._redeliver:
-                entries, self._redeliver = self._redeliver[:want - len(batch)], self._redeliver[want - len(batch):]
-            else:
-                entries = self.queue.lease(self.keys.groups, StreamKeys.LEARNER, self.consumer,
-                                           count=want - len(batch), block_s=0.2)
+            try:
+                self.admit()
+                if self._redeliver:
+                    entries, self._redeliver = self._redeliver[:want - len(batch)], self._redeliver[want - len(batch):]
+                else:
+                    entries = self.queue.lease(self.keys.groups, StreamKeys.LEARNER, self.consumer,
+                                               count=want - len(batch), block_s=0.2)
+            except REDIS_DOWN as exc:  # Redis restarting: keep the partial batch, wait, recover
+                self._recover(exc, {eid for eid, _ in batch})
+                continue
             for entry in entries:
                 group = common_pb2.Group.FromString(entry.payload)
                 if self._accept(entry.id, group):
                     batch.append((entry.id, group))
         return batch
+
+    def _recover(self, exc: Exception, in_batch: set[str]) -> None:
+        """Back off until Redis answers, then take back the groups a lease whose reply was lost
+        gave us: they are pending for this consumer but in no batch and not yet acknowledged."""
+        log.warning("learner: Redis unavailable (%s); backing off", exc)
+        own = self._retry(lambda: self.queue.pending_for(self.keys.groups, StreamKeys.LEARNER, self.consumer,
+                                                         count=1_000_000))
+        known = in_batch | set(self._unacked) | {e.id for e in self._redeliver}
+        self._redeliver += [e for e in own if e.id not in known]
+
+    @staticmethod
+    def _retry(fn, first_wait_s: float = 0.2, max_wait_s: float = 5.0):
+        """Call `fn` until Redis answers, backing off; every operation retried here is idempotent."""
+        wait = first_wait_s
+        while True:
+            try:
+                return fn()
+            except REDIS_DOWN as exc:
+                log.warning("learner: Redis unavailable (%s); retrying in %.1f s", exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, max_wait_s)
 
     # -- one optimizer step ---------------------------------------------------------------------
     def train_step(self, groups: list[common_pb2.Group]) -> dict:
@@ -272,12 +307,12 @@ class Learner:
         final = ckpt.save(self.out / "checkpoints" / f"step-{self.step:06d}", self.model, self.tokenizer,
                           self.optimizer, self.scheduler, state)
         if self._unacked:
-            self.queue.ack(self.keys.groups, StreamKeys.LEARNER, self._unacked)
+            self._retry(lambda: self.queue.ack(self.keys.groups, StreamKeys.LEARNER, self._unacked))
             self._unacked = []
         # what every consumer is done with can go: streams stay bounded, nothing pending is lost
         # (a resume counts admitted prompts with `added`, which trimming does not change)
         for stream in (self.keys.prompts, self.keys.groups):
-            self.queue.trim(stream)
+            self._retry(lambda: self.queue.trim(stream))
         return final
 
     # -- the loop -------------------------------------------------------------------------------
@@ -305,7 +340,7 @@ class Learner:
             metrics.LEARNER_STEP.observe(t2 - t1)
             metrics.GROUPS_TRAINED.inc(len(batch))
             metrics.LEARNER_REWARD.set(stats["reward_mean"])
-            self._observe_queues()
+            self._retry(self._observe_queues)
             record = {"step": self.step, "version": self.version, "groups": len(batch),
                       "wait_s": round(t1 - t0, 4), "train_s": round(t2 - t1, 4),
                       "wall_s": round(t2 - t_start, 3), **stats}

@@ -50,6 +50,12 @@ class ReplayQueue(ABC):
         same transaction, so the hand-off is never half done."""
 
     @abstractmethod
+    def put_once(self, stream: str, payload: bytes, seq: int) -> bool:
+        """Append the `seq`-th entry (0-based, entry id `0-{seq+1}`) of a stream whose entries are
+        numbered by their producer; False when it is already there. Retrying a put whose reply was
+        lost (Redis restarting) therefore never adds a second copy."""
+
+    @abstractmethod
     def lease(self, stream: str, group: str, consumer: str, count: int, block_s: float = 0.0,
               reclaim_idle_s: float | None = None) -> list[Entry]:
         """Lease up to `count` entries for `consumer`. With `reclaim_idle_s`, entries leased by

@@ -139,6 +139,19 @@ class MemoryReplayQueue(ReplayQueue):
             self._cond.notify_all()
             return entry_id
 
+    def put_once(self, stream: str, payload: bytes, seq: int) -> bool:
+        with self._cond:
+            s = self._streams.setdefault(stream, _Stream())
+            new_id = (0, seq + 1)
+            if s.ids and s.ids[-1] >= new_id or (not s.ids and s.added > seq):
+                return False
+            s.ids.append(new_id)
+            s.id_strs.append(f"0-{seq + 1}")
+            s.payloads[f"0-{seq + 1}"] = bytes(payload)
+            s.added += 1
+            self._cond.notify_all()
+            return True
+
     def lease(self, stream: str, group: str, consumer: str, count: int, block_s: float = 0.0,
               reclaim_idle_s: float | None = None) -> list[Entry]:
         if count <= 0:

@@ -86,6 +86,15 @@ class RedisReplayQueue(ReplayQueue):
         _, entry_id = pipe.execute()
         return _text(entry_id)
 
+    def put_once(self, stream: str, payload: bytes, seq: int) -> bool:
+        try:
+            self._r.xadd(stream, {_FIELD: payload}, id=f"0-{seq + 1}")
+            return True
+        except redis.ResponseError as exc:
+            if "equal or smaller" in str(exc):  # this entry (or a later one) is there already
+                return False
+            raise
+
     def lease(self, stream: str, group: str, consumer: str, count: int, block_s: float = 0.0,
               reclaim_idle_s: float | None = None) -> list[Entry]:
         if count <= 0:
