@@ -139,15 +139,17 @@ def test_gateway_status_page_of_the_run_renders_headless(live_run, tmp_path):
                                stdout=open(tmp_path / "gateway.log", "wb"), stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
+        token = (out / "auth-token").read_text().strip()  # the run's token guards the gateway too
+        auth = {"Authorization": f"Bearer {token}"}
         wait_for(lambda: _get(f"{url}/healthz"), 30, "gateway not up", gateway)
         # the first status calls also connect the gateway's gRPC channels to a busy run
         status = wait_for(lambda: (lambda s: s if s["learner"] and s["reward"] else None)(
-            httpx.get(f"{url}/v1/status", timeout=10).json()), 60, "learner or reward unavailable", gateway)
+            httpx.get(f"{url}/v1/status", headers=auth, timeout=10).json()), 60, "learner or reward unavailable", gateway)
         assert status["learner"]["step"] > 0 and status["reward"]["groups_scored"] > 0
         assert {a["name"] for a in status["actors"]} == {"actor-0", "actor-1"}
         png = tmp_path / "gateway-status.png"
         subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        "--window-size=1200,900", f"--screenshot={png}", f"{url}/"],
+                        "--window-size=1200,900", f"--screenshot={png}", f"{url}/?token={token}"],
                        check=True, capture_output=True, timeout=120)
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a page, not a blank

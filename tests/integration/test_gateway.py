@@ -62,7 +62,7 @@ def wait_scored(client: TestClient, groups: int, timeout_s: float = 60) -> dict:
 
 def test_gateway_reports_a_live_run_and_pauses_admission(world):
     learner, actor = world["learner"], world["actor"]
-    with TestClient(create_app(world["settings"])) as client:
+    with TestClient(create_app(world["settings"]), headers=AUTH) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").status_code == 200
         admitted = learner.admit()
@@ -102,13 +102,17 @@ def test_gateway_reports_a_live_run_and_pauses_admission(world):
         assert "relayrl run <code>gw</code>" in client.get("/").text
 
 
-def test_mutations_need_the_token_and_reads_do_not(world):
+def test_every_endpoint_but_health_needs_the_token(world):
     with TestClient(create_app(world["settings"])) as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             r = client.post("/v1/admission/pause", headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-        assert client.get("/v1/admission").json() == {"paused": False}
-        assert client.get("/v1/status").status_code == 200
+            for path in ("/v1/status", "/v1/versions", "/v1/queues", "/v1/rewards", "/v1/admission", "/"):
+                assert client.get(path, headers=headers).status_code == 401, path
+        assert client.get("/v1/admission", headers=AUTH).json() == {"paused": False}
+        assert client.get("/", params={"token": TOKEN}).status_code == 200  # a browser passes it in the URL
+        assert client.get("/", params={"token": "wrong"}).status_code == 401
+        assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
 
 
 def test_a_dead_service_is_unavailable_and_no_redis_is_503(redis_url):
@@ -163,5 +167,5 @@ schema = schemathesis.openapi.from_dict(create_app(GatewaySettings()).openapi())
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_gateway_keeps_to_its_openapi_schema(case, gateway_url):
-    # every answer (with and without the token) matches the schema: status codes, bodies, headers
-    case.call_and_validate(base_url=gateway_url, headers=AUTH if case.path.startswith("/v1/admission/") else None)
+    # every answer matches the schema: status codes, bodies, headers
+    case.call_and_validate(base_url=gateway_url, headers=AUTH)

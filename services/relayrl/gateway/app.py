@@ -5,9 +5,11 @@ Every figure is read on request (see `state`); nothing is cached, so two gateway
 balancer agree. Pausing sets `relayrl:{run}:paused`, which the learner checks before admitting
 prompts: a pause stops new work entering while groups already admitted finish.
 
-Security: when an auth token is configured, the mutating endpoints (pause, resume) require it as
-a Bearer token; the read endpoints, the page and health are open. This does not cover transport
-security (terminate TLS in front of the gateway) nor rate limiting.
+Security: when an auth token is configured, every endpoint but health requires it as a Bearer
+token (401 otherwise): the run's figures are the operator's, and pausing is a control action. The
+status page also takes it as `?token=` (a browser cannot send the header). Liveness and readiness
+stay open for probes. This does not cover transport security (terminate TLS in front of the
+gateway) nor rate limiting.
 """
 
 from __future__ import annotations
@@ -47,12 +49,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # The one failure the gateway cannot answer around: Redis holds the run's state.
         return JSONResponse({"status": f"redis unavailable: {exc}"}, status_code=503)
 
-    def authorized(creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    def check(presented: str | None) -> None:
         token = settings.auth_token
         if token is None:
             return
-        if creds is None or not secrets.compare_digest(creds.credentials.encode(), token.get_secret_value().encode()):
+        if presented is None or not secrets.compare_digest(presented.encode(), token.get_secret_value().encode()):
             raise HTTPException(401, "a valid Bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    def authorized(creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+        check(creds.credentials if creds else None)
+
+    auth_errors = {**_REDIS_DOWN, 401: {"description": "Missing or wrong Bearer token."}}
+    guarded = {"responses": auth_errors, "dependencies": [Depends(authorized)]}
 
     @app.get("/healthz", response_model=models.Health, tags=["health"])
     def healthz() -> dict:
@@ -65,14 +73,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         state.ping()
         return {"status": "ok"}
 
-    @app.get("/v1/status", response_model=models.RunStatus, responses=_REDIS_DOWN, tags=["run"])
+    @app.get("/v1/status", response_model=models.RunStatus, **guarded, tags=["run"])
     def status() -> dict:
         """The whole run at a glance."""
         return {"run": settings.run, "paused": state.paused(), "published_version": state.published_version(),
                 "learner": state.learner_status(), "reward": state.reward_status(), "queues": state.queues(),
                 "actors": state.actor_consumers()}
 
-    @app.get("/v1/versions", response_model=models.Versions, responses=_REDIS_DOWN, tags=["run"])
+    @app.get("/v1/versions", response_model=models.Versions, **guarded, tags=["run"])
     def versions() -> dict:
         """Published policy version, the learner's, and the version each configured actor serves."""
         published = state.published_version()
@@ -83,42 +91,39 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return {"published": published, "learner": learner["version"] if learner else None, "actors": actors,
                 "max_lag": lag}
 
-    @app.get("/v1/queues", response_model=dict[str, models.QueueDepth], responses=_REDIS_DOWN, tags=["run"])
+    @app.get("/v1/queues", response_model=dict[str, models.QueueDepth], **guarded, tags=["run"])
     def queues() -> dict:
         """Depth of every stream of the run: prompts, scored groups, slow-lane jobs, dead letters."""
         return state.queues()
 
-    @app.get("/v1/rewards", response_model=models.RewardStats, responses=_REDIS_DOWN, tags=["run"])
+    @app.get("/v1/rewards", response_model=models.RewardStats, **guarded, tags=["run"])
     def rewards(window: int | None = Query(None, ge=1, le=10_000, description="Recent scored groups to summarise.")) -> dict:
         """Reward statistics over the most recently scored groups, plus the reward service's counters."""
         n = window or settings.reward_window
         return {"window": n, **state.reward_stats(n), "service": state.reward_status()}
 
-    @app.get("/v1/admission", response_model=models.Admission, responses=_REDIS_DOWN, tags=["admission"])
+    @app.get("/v1/admission", response_model=models.Admission, **guarded, tags=["admission"])
     def admission() -> dict:
         """Whether prompt admission is paused."""
         return {"paused": state.paused()}
 
-    auth_errors = {**_REDIS_DOWN, 401: {"description": "Missing or wrong Bearer token."}}
-
-    @app.post("/v1/admission/pause", response_model=models.Admission, responses=auth_errors, tags=["admission"],
-              dependencies=[Depends(authorized)])
+    @app.post("/v1/admission/pause", response_model=models.Admission, **guarded, tags=["admission"])
     def pause() -> dict:
         """Stop the learner admitting new prompts (groups already admitted still finish)."""
         state.set_paused(True)
         return {"paused": True}
 
-    @app.post("/v1/admission/resume", response_model=models.Admission, responses=auth_errors, tags=["admission"],
-              dependencies=[Depends(authorized)])
+    @app.post("/v1/admission/resume", response_model=models.Admission, **guarded, tags=["admission"])
     def resume() -> dict:
         """Let the learner admit prompts again."""
         state.set_paused(False)
         return {"paused": False}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> str:
+    def page(token: str | None = Query(None), creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
         from relayrl.gateway.page import render
 
+        check(token if token is not None else (creds.credentials if creds else None))
         return render(status(), rewards(None), versions())
 
     return app

@@ -35,7 +35,7 @@ class GatewaySettings(BaseSettings):
     reward_window: int = Field(64, ge=1, le=10_000)
     """Most recent scored groups the reward statistics are computed over (default of `?window=`)."""
     auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("RELAYRL_AUTH_TOKEN", "auth_token"))
-    """Bearer token required by the mutating endpoints (pause/resume); null: no token required."""
+    """Bearer token every endpoint but health requires (the page also takes `?token=`); null: none."""
 
     @classmethod
     def from_endpoints(cls, path: str | Path, **overrides) -> "GatewaySettings":
