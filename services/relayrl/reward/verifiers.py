@@ -83,6 +83,24 @@ class Verifier(ABC):
         return None
 
 
+class SandboxedVerifier(Verifier):
+    """A verifier that runs untrusted code in `self.sandbox` (relayrl.reward.sandbox) on
+    `self.concurrency` job slots: its health is the sandbox's, and it refuses work where the
+    sandbox is unavailable (no bubblewrap and no explicit permission for a weaker mode)."""
+
+    sandbox: "object"
+    concurrency: int
+
+    def health(self) -> dict:
+        return {**self.sandbox.health(), "concurrency": self.concurrency}
+
+    def unavailable(self) -> str | None:
+        if self.sandbox.mode == "unavailable":
+            return ("bubblewrap (bwrap) is not installed and reward.sandbox.allow_weak is false: "
+                    "this service refuses untrusted code")
+        return None
+
+
 VerifierFactory = Callable[[RewardConfig], Verifier]
 
 _REGISTRY: dict[str, VerifierFactory] = {}

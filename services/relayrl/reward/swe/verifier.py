@@ -37,7 +37,7 @@ from relayrl.reward.swe.grading import grade, parse_junit
 from relayrl.reward.swe.patch import extract_patch, touched_paths
 from relayrl.reward.swe.task import SweTask, TaskError, load_task
 from relayrl.reward.swe.workspace import SnapshotCache
-from relayrl.reward.verifiers import Score, Verifier, register
+from relayrl.reward.verifiers import SandboxedVerifier, Score, register
 
 HARNESS = Path(__file__).with_name("harness.py")
 JOBS = Counter("relayrl_swe_jobs_total", "SWE sandbox jobs, by outcome (pass, fail, infra_error).", ["outcome"])
@@ -45,7 +45,7 @@ JOB_SECONDS = Histogram("relayrl_swe_job_seconds", "Wall time of one SWE sandbox
                         buckets=(.25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
 
 
-class SweVerifier(Verifier):
+class SweVerifier(SandboxedVerifier):
     """Scores patches in the sandbox; `score` blocks for one job slot."""
 
     kind = "swe"
@@ -65,15 +65,6 @@ class SweVerifier(Verifier):
         self._harness = HARNESS.read_bytes()
         self._tasks: dict[str, SweTask] = {}
         self._lock = threading.Lock()
-
-    def health(self) -> dict:
-        return {**self.sandbox.health(), "concurrency": self.concurrency}
-
-    def unavailable(self) -> str | None:
-        if self.sandbox.mode == "unavailable":
-            return ("bubblewrap (bwrap) is not installed and reward.sandbox.allow_weak is false: "
-                    "this service refuses untrusted code")
-        return None
 
     # -- the Verifier API -----------------------------------------------------------------------
     def score(self, response: str, reference: str) -> Score:
