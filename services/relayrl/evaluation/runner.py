@@ -1,0 +1,94 @@
+"""Sample k completions per problem with the transformers engine and report pass@1 / cons@k.
+
+Generation goes through `relayrl.rollout.engine.TransformersEngine`, the same sampler the actors
+use (temperature and nucleus applied to the logits), in batches of prompts, each batch with its
+own seed derived from `seed`, so a result reproduces exactly. With `chat`, prompts are wrapped in
+the tokenizer's chat template (instruct models); otherwise they are fed as raw text after BOS.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from relayrl.evaluation.datasets import EvalDataset, load
+from relayrl.evaluation.metrics import Sample, aggregate
+
+
+def chat_prompt(tokenizer, text: str) -> str:
+    """`text` as a user turn of the tokenizer's chat template, ready for the assistant's reply
+    (a leading BOS is dropped: the engine adds its own)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("--chat: this tokenizer has no chat template")
+    wrapped = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                            add_generation_prompt=True)
+    bos = tokenizer.bos_token or ""
+    return wrapped[len(bos):] if bos and wrapped.startswith(bos) else wrapped
+
+
+def run_dataset(engine, dataset: EvalDataset, k: int, max_new_tokens: int, temperature: float,
+                top_p: float, seed: int, batch_prompts: int, chat: bool = False,
+                samples_out=None) -> dict:
+    """Sample, score and aggregate one dataset; writes one JSON line per sample to `samples_out`."""
+    from relayrl.config import SamplingConfig
+
+    sampling = SamplingConfig(group_size=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+    limit = engine.max_new_tokens_limit()
+    problems: list[list[Sample]] = []
+    truncated = 0
+    for start in range(0, len(dataset.items), batch_prompts):
+        batch = dataset.items[start:start + batch_prompts]
+        prompts = [chat_prompt(engine.tokenizer, it.prompt) if chat else it.prompt for it in batch]
+        longest = max(len(engine.encode(p)) for p in prompts)
+        if longest + max_new_tokens > limit:
+            raise ValueError(f"{dataset.name}: a prompt of {longest} tokens plus max_new_tokens={max_new_tokens} "
+                             f"exceeds the model's context of {limit} tokens")
+        groups = engine.generate(prompts, sampling, seed=seed * 1_000_003 + start)
+        for item, group in zip(batch, groups):
+            samples = [dataset.scorer(c.text, item) for c in group]
+            truncated += sum(c.finish_reason == "length" for c in group)
+            problems.append(samples)
+            if samples_out is not None:
+                for c, s in zip(group, samples):
+                    samples_out.write(json.dumps({"dataset": dataset.name, "prompt": item.prompt,
+                                                  "reference": item.reference, "response": c.text,
+                                                  "answer": s.answer, "correct": s.correct}) + "\n")
+    figures = aggregate(problems)
+    figures["truncated"] = truncated / (figures["n"] * k)
+    figures["infra_errors"] = dataset.scorer.infra_errors
+    return figures
+
+
+def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, max_new_tokens: int = 512,
+             temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, batch_prompts: int = 8,
+             template: str | None = None, chat: bool = False, threads: int = 1,
+             samples_path: str | Path | None = None) -> dict:
+    """Evaluate a model directory on every dataset in `specs`; returns the JSON-ready report."""
+    from relayrl.config import RewardConfig
+    from relayrl.reward.math_verifier import MathVerifier
+    from relayrl.rollout.engine import TransformersEngine
+
+    if k < 2:
+        raise ValueError(f"k must be at least 2 (the engine samples groups; cons@1 is no vote), got {k}")
+    if not specs:
+        raise ValueError("no dataset to evaluate")
+    engine = TransformersEngine(str(model_dir), threads=threads)
+    verifier = MathVerifier(RewardConfig())
+    code_verifier = None
+    if "humaneval" in specs:
+        from relayrl.reward.code_verifier import CodeVerifier
+
+        code_verifier = CodeVerifier(RewardConfig())
+    out = open(samples_path, "w") if samples_path else None
+    try:
+        datasets = [load(spec, n, seed, verifier, template, code_verifier) for spec in specs]
+        results = {d.name: run_dataset(engine, d, k, max_new_tokens, temperature, top_p, seed, batch_prompts,
+                                       chat, out) for d in datasets}
+    finally:
+        verifier.close()
+        if code_verifier is not None:
+            code_verifier.close()
+        if out is not None:
+            out.close()
+    return {"model": str(model_dir), "k": k, "temperature": temperature, "top_p": top_p,
+            "max_new_tokens": max_new_tokens, "seed": seed, "datasets": results}
