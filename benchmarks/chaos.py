@@ -21,9 +21,7 @@ import json
 import os
 import random
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +31,7 @@ from pathlib import Path
 
 from relayrl.config import RunConfig
 from relayrl.ledger import account
-from relayrl.local import _die_with_parent, assign_endpoints, free_port
+from relayrl.local import _die_with_parent, assign_endpoints, free_port, redis_command, wait_port
 from relayrl.rpc import TOKEN_ENV, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +53,7 @@ class Supervisor:
 
         learner, reward = endpoints["services"]["learner"]["grpc"], endpoints["services"]["reward"]["grpc"]
         self.argv = {
-            "redis": [shutil.which("redis-server"), "--port", str(redis_port), "--bind", "127.0.0.1",
-                      "--dir", str(out / "redis"), "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+            "redis": redis_command(redis_port, out / "redis"),
             "reward": [*py, "reward", *common("reward")],
             "learner": [*py, "learner", *common("learner"), "--model", str(model), "--out", str(out),
                         "--steps", str(steps)],
@@ -76,18 +73,7 @@ class Supervisor:
                                             preexec_fn=_die_with_parent,
                                             env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
         if name == "redis":
-            self._wait_port(self.redis_port)
-
-    @staticmethod
-    def _wait_port(port: int) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"nothing listens on {port}")
+            wait_port(self.redis_port, timeout_s=20)
 
     def kill(self, name: str) -> None:
         proc = self.procs[name]
@@ -116,7 +102,6 @@ def run(steps: int, kill_every: float, seed: int, out: Path) -> dict:
                                  "learner": cfg.learner.model_copy(update={"steps": steps, "checkpoint_every": 5})})
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
-    (out / "redis").mkdir(exist_ok=True)
     cfg_path = out / "config.yaml"
     cfg.dump(cfg_path)
     model = init_tiny(out / "init-model", cfg.model.tiny)

@@ -80,25 +80,37 @@ class Processes:
                 c.proc.wait()
 
 
-def start_redis(procs: Processes, out: Path) -> str:
+def redis_command(port: int, data_dir: Path) -> list[str]:
+    """argv of a private, durable redis-server on loopback `port` with its files in `data_dir`.
+
+    The append-only file is fsynced on every write, so a Redis killed at any moment comes back
+    with every write it acknowledged (a prompt admitted, a group scored, a lease acknowledged);
+    full means refuse writes (backpressure), never evict: an evicted stream is lost work."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server not found: run scripts/setup.sh (apt-get install redis-server)")
-    port = free_port()
-    data = out / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    procs.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", "",
-                          "--appendonly", "yes", "--appendfsync", "everysec",
-                          # full means refuse writes (backpressure), never evict: an evicted stream is lost work
-                          "--maxmemory", "2gb", "--maxmemory-policy", "noeviction"])
-    deadline = time.monotonic() + 15
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", "",
+            "--appendonly", "yes", "--appendfsync", "always", "--maxmemory", "2gb", "--maxmemory-policy", "noeviction"]
+
+
+def wait_port(port: int, timeout_s: float = 15.0) -> None:
+    """Block until something accepts connections on loopback `port`."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return f"redis://127.0.0.1:{port}/0"
+                return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"redis-server did not start; see {procs.logs / 'redis.log'}")
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def start_redis(procs: Processes, out: Path) -> str:
+    port = free_port()
+    procs.start("redis", redis_command(port, out / "redis"))
+    wait_port(port)
+    return f"redis://127.0.0.1:{port}/0"
 
 
 def assign_endpoints(cfg: RunConfig, redis_url: str) -> dict:
