@@ -8,7 +8,7 @@ process that dies on its own (a learner that lost Redis) is restarted the same w
 learner has trained every step, the ledger (relayrl.ledger) accounts for every admitted prompt:
 trained, dropped with a reason, or still in flight; `lost` and `duplicated` must be 0.
 
-    .venv/bin/python benchmarks/chaos.py [--steps 120] [--kill-every 6] [--seed 0] [--out DIR]
+    .venv/bin/python benchmarks/chaos.py [--steps 120] [--kill-every 6 | --kills N] [--seed 0] [--out DIR]
 
 The last line is one JSON object: kills (total and by target), lost, duplicated, groups_trained,
 dropped, in_flight, steps, wall_s.
@@ -91,7 +91,13 @@ class Supervisor:
                 proc.kill()
 
 
-def run(steps: int, kill_every: float, seed: int, out: Path) -> dict:
+def learner_steps(out: Path) -> int:
+    """Steps the learner has logged (a resume truncates the log to its checkpoint)."""
+    path = out / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def run(steps: int, kill_every: float, seed: int, out: Path, kills_at_steps: int | None = None) -> dict:
     from relayrl.model.tiny import init_tiny
 
     rng = random.Random(seed)
@@ -120,6 +126,11 @@ def run(steps: int, kill_every: float, seed: int, out: Path) -> dict:
         sup.start("actor-0")
         sup.start("actor-1")
         next_kill = time.monotonic() + rng.uniform(0.5, 1.5) * kill_every
+        # with `kills_at_steps`, kill at that many random learner steps instead of on a clock,
+        # so the count does not depend on how fast this machine trains
+        # (and go round every target in a shuffled order, so five kills hit each kind once)
+        schedule = sorted(rng.sample(range(2, steps - 1), kills_at_steps)) if kills_at_steps else None
+        rounds = rng.sample(TARGETS, len(TARGETS))
         while True:
             learner = sup.procs["learner"]
             if learner.poll() == 0:
@@ -128,8 +139,13 @@ def run(steps: int, kill_every: float, seed: int, out: Path) -> dict:
                 if proc.poll() is not None:  # died on its own (e.g. the learner when Redis vanished)
                     restarts[name] += 1
                     sup.start(name)
-            if time.monotonic() >= next_kill:
-                victim = rng.choice(TARGETS)
+            due = (schedule and learner_steps(out) >= schedule[0]) if schedule is not None \
+                else time.monotonic() >= next_kill
+            if due:
+                if schedule:
+                    schedule.pop(0)
+                time.sleep(rng.uniform(0.0, 0.5))  # somewhere inside the step, not at its boundary
+                victim = rounds[sum(kills.values()) % len(rounds)] if schedule is not None else rng.choice(TARGETS)
                 sup.kill(victim)
                 kills[victim] += 1
                 time.sleep(rng.uniform(0.1, 1.0))
@@ -148,11 +164,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=120, help="optimizer steps the learner must complete")
     parser.add_argument("--kill-every", type=float, default=6.0, help="mean seconds between kills")
+    parser.add_argument("--kills", type=int, default=None,
+                        help="instead of --kill-every: this many kills, at random learner steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="relayrl-chaos-"))
-    print(json.dumps(run(args.steps, args.kill_every, args.seed, out)))
+    print(json.dumps(run(args.steps, args.kill_every, args.seed, out, args.kills)))
 
 
 if __name__ == "__main__":
