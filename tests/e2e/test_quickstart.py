@@ -46,6 +46,12 @@ def wait_for_steps(out: Path, n: int, proc: subprocess.Popen, timeout_s: float =
     raise TimeoutError(f"fewer than {n} steps after {timeout_s} s")
 
 
+def start_long_run(out: Path) -> subprocess.Popen:
+    """`relayrl train` of the quickstart for far more steps than a test waits for."""
+    return subprocess.Popen([*RELAYRL, "train", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(out),
+                             "--steps", "1000", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def test_quickstart_learns_across_processes(tmp_path):
     out = tmp_path / "quickstart"
     result = subprocess.run([*RELAYRL, "train", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(out),
@@ -72,8 +78,7 @@ def test_quickstart_learns_across_processes(tmp_path):
 
 def test_ctrl_c_stops_every_process(tmp_path):
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen([*RELAYRL, "train", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(out),
-                             "--steps", "1000", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_long_run(out)
     wait_for_steps(out, 3, proc)
     assert len(run_processes(str(out))) >= 5  # redis, reward, learner, two actors
     proc.send_signal(signal.SIGINT)
@@ -85,8 +90,7 @@ def test_ctrl_c_stops_every_process(tmp_path):
 
 def test_a_crashed_actor_stops_the_run_and_leaves_no_orphan(tmp_path):
     out = tmp_path / "crashed"
-    proc = subprocess.Popen([*RELAYRL, "train", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(out),
-                             "--steps", "1000", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_long_run(out)
     wait_for_steps(out, 2, proc)
     actor = [pid for pid, cmd in run_processes(str(out)) if "--actor-id actor-1" in cmd]
     assert len(actor) == 1

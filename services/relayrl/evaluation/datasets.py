@@ -56,19 +56,29 @@ class EvalDataset:
     """Called with (response, item); counts in `infra_errors` what it could not judge."""
 
 
-class MathScorer:
-    """Judges responses with the math verifier; the voted answer is the one it extracted."""
+class _VerifierScorer:
+    """Judges responses with a relayrl verifier; subclasses say what a response votes for."""
 
     def __init__(self, verifier) -> None:
         self.verifier = verifier
         self.infra_errors = 0
         """Responses the verifier could not judge (counted as incorrect, reported separately)."""
 
+    def vote(self, response: str, score) -> str:
+        raise NotImplementedError
+
     def __call__(self, response: str, item: EvalItem) -> Sample:
         score = self.verifier.score(response, item.reference)
         if score.outcome == "infra_error":
             self.infra_errors += 1
-        return Sample(answer=str(score.details.get("answer", "")), correct=score.outcome == "pass")
+        return Sample(self.vote(response, score), score.outcome == "pass")
+
+
+class MathScorer(_VerifierScorer):
+    """Judges responses with the math verifier; the voted answer is the one it extracted."""
+
+    def vote(self, response: str, score) -> str:
+        return str(score.details.get("answer", ""))
 
 
 class GymScorer:
@@ -83,20 +93,13 @@ class GymScorer:
         return Sample(answer, self.generated.score_answer(answer or None, item.entry) >= 1.0)
 
 
-class CodeScorer:
+class CodeScorer(_VerifierScorer):
     """Judges programs with the sandboxed code verifier; the vote is the extracted program."""
 
-    def __init__(self, verifier) -> None:
-        self.verifier = verifier
-        self.infra_errors = 0
-
-    def __call__(self, response: str, item: EvalItem) -> Sample:
+    def vote(self, response: str, score) -> str:
         from relayrl.reward.code_verifier import extract_program
 
-        score = self.verifier.score(response, item.reference)
-        if score.outcome == "infra_error":
-            self.infra_errors += 1
-        return Sample(extract_program(response), score.outcome == "pass")
+        return extract_program(response)
 
 
 def humaneval(n: int, template: str | None, code_verifier) -> EvalDataset:
