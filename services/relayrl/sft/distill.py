@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from relayrl.sft.train import SftOptions, sft
+from relayrl.sft.train import SftOptions, read_jsonl, sft
 
 
 def load_prompts(source: str, n: int, seed: int = 0) -> list[dict]:
@@ -27,17 +27,7 @@ def load_prompts(source: str, n: int, seed: int = 0) -> list[dict]:
             raise ValueError(f"unknown task {name!r}; shipped tasks: {sorted(GENERATORS)}")
         it = stream(TaskConfig(name=name, seed=seed))
         return [{"prompt": t.text, "answer": t.answer} for t in (next(it) for _ in range(n))]
-    rows = []
-    for number, line in enumerate(Path(source).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        if not (isinstance(row, dict) and isinstance(row.get("prompt"), str) and isinstance(row.get("answer"), str)):
-            raise ValueError(f"{source}:{number}: each line must be an object with string 'prompt' and 'answer'")
-        rows.append(row)
-    if not rows:
-        raise ValueError(f"{source}: no prompts")
-    return rows[:n]
+    return read_jsonl(source, ("prompt", "answer"), "prompts")[:n]
 
 
 def collect(teacher_dir: str | Path, prompts: list[dict], k: int, max_new_tokens: int, temperature: float = 0.6,

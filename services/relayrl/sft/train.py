@@ -36,18 +36,19 @@ class SftOptions:
     """torch CPU threads."""
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """SFT examples from a JSONL file; every line needs string `prompt` and `response`."""
+def read_jsonl(path: str | Path, fields: tuple[str, ...] = ("prompt", "response"), what: str = "examples") -> list[dict]:
+    """Rows of a JSONL file; every line must be an object with a string for each of `fields`."""
+    need = " and ".join(f"'{f}'" for f in fields)
     rows = []
     for number, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
             continue
         row = json.loads(line)
-        if not (isinstance(row, dict) and isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str)):
-            raise ValueError(f"{path}:{number}: each line must be an object with string 'prompt' and 'response'")
+        if not (isinstance(row, dict) and all(isinstance(row.get(f), str) for f in fields)):
+            raise ValueError(f"{path}:{number}: each line must be an object with string {need}")
         rows.append(row)
     if not rows:
-        raise ValueError(f"{path}: no examples")
+        raise ValueError(f"{path}: no {what}")
     return rows
 
 
