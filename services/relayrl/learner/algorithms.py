@@ -134,19 +134,28 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
+def offpolicy_sums(prox_logp: torch.Tensor, behaviour_logp: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """The sums `offpolicy_stats` is made of (they add up across shards and ranks): with
+    w = proximal / behaviour per completion token, sum_w, sum_w2, sum_kl (k3 of KL(behaviour ||
+    proximal): w - log w - 1), sum_k1 (-log w), n tokens, and max_w."""
+    log_w = (prox_logp - behaviour_logp).detach().double()
+    m = mask.double()
+    w = torch.exp(log_w)
+    return {"sum_w": float((w * m).sum()), "sum_w2": float((w ** 2 * m).sum()),
+            "sum_kl": float(((w - log_w - 1) * m).sum()), "sum_k1": float((-log_w * m).sum()),
+            "n": float(m.sum()), "max_w": float((w * m).max()) if m.numel() else 0.0}
+
+
 def offpolicy_stats(prox_logp: torch.Tensor, behaviour_logp: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
     """How far the behaviour policy (the engine) is from the learner's proximal policy.
 
     mismatch_kl: k3 estimate of KL(behaviour || proximal) on the behaviour's samples; mismatch_kl_k1
     the plain log-ratio mean; ess: effective sample size (sum w)^2 / (n sum w^2) of the weights
     w = proximal / behaviour, 1 when the two agree."""
-    log_w = (prox_logp - behaviour_logp).detach().double()
-    m = mask.double()
-    w = torch.exp(log_w)
-    n = m.sum().clamp(min=1)
-    ess = (w * m).sum() ** 2 / (n * (w ** 2 * m).sum()).clamp(min=1e-300)
-    return {"mismatch_kl": float(((w - log_w - 1) * m).sum() / n), "mismatch_kl_k1": float((-log_w * m).sum() / n),
-            "ess": float(ess), "is_weight_max": float((w * m).max())}
+    s = offpolicy_sums(prox_logp, behaviour_logp, mask)
+    n = max(s["n"], 1.0)
+    return {"mismatch_kl": s["sum_kl"] / n, "mismatch_kl_k1": s["sum_k1"] / n,
+            "ess": s["sum_w"] ** 2 / max(n * s["sum_w2"], 1e-300), "is_weight_max": s["max_w"]}
 
 
 def policy_loss(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,

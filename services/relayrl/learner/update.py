@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from relayrl.learner.algorithms import AlgoSpec, advantages, offpolicy_stats, overlong_penalty, policy_loss
+from relayrl.learner.algorithms import AlgoSpec, advantages, offpolicy_sums, overlong_penalty, policy_loss
 from relayrl.learner.grpo import build_batch, masked_mean, token_logprobs
+from relayrl.learner.stats import StepStats
 from relayrl.wire import common_pb2
 
 
@@ -64,7 +65,7 @@ def _slices(n: int, parts: int) -> list[slice]:
 
 def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature: float, pad_id: int,
            grad_clip: float, minibatches: int = 1, ref_model=None, rank: int = 0, world: int = 1) -> dict:
-    """Train on `rows`: `minibatches` optimizer steps; return the step's statistics (this rank's shard)."""
+    """Train on `rows`: `minibatches` optimizer steps; return the step's statistics (the whole batch)."""
     mbs = [s for s in _slices(len(rows.rows), min(minibatches, len(rows.rows))) if s.stop > s.start]
     if world > 1 and any(mb.stop - mb.start < world for mb in mbs):
         raise ValueError(f"every minibatch needs at least {world} rows to shard across {world} ranks")
@@ -81,8 +82,7 @@ def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature:
     if len(shards) > 1:
         with torch.no_grad():
             prox = [token_logprobs(model, batch, temperature)[0] for batch, *_ in shards]
-    stats: dict[str, float] = {}
-    totals: dict[str, float] = {}
+    acc = StepStats()
     for k, (batch, adv, n_rows, n_tokens) in enumerate(shards):
         optimizer.zero_grad(set_to_none=True)
         logp, entropy = token_logprobs(model, batch, temperature)
@@ -96,17 +96,14 @@ def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature:
         loss, s = policy_loss(logp, batch.behaviour_logprobs, adv, batch.loss_mask, spec, prox_logp=p,
                               ref_logp=ref, num_rows=n_rows, num_tokens=n_tokens)
         (loss * world).backward()  # DDP averages over ranks; each rank's loss is its share of the sum
-        s.update(offpolicy_stats(prox[k], batch.behaviour_logprobs, batch.loss_mask))
         s["entropy"] = float(masked_mean(entropy.detach(), batch.loss_mask))
-        s["loss"] = float(loss.detach()) * world
-        for name, value in s.items():
-            totals[name] = totals.get(name, 0.0) + value
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
-    stats = {name: value / len(shards) for name, value in totals.items()}
+        acc.add_shard(s, float(batch.loss_mask.sum()), float(loss.detach()),
+                      offpolicy_sums(prox[k], batch.behaviour_logprobs, batch.loss_mask), {"grad_norm": float(grad_norm)})
+    stats = acc.result(world)  # the whole batch's figures on every rank (all-reduced under DDP)
     lengths = torch.tensor(rows.lengths, dtype=torch.float32)
     stats.update(reward_mean=sum(rows.rewards) / len(rows.rewards), tokens=int(sum(rows.lengths)),
                  response_length_mean=float(lengths.mean()), response_length_max=int(lengths.max()),

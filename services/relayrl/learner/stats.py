@@ -1,0 +1,78 @@
+"""One learner step's statistics, right for the whole batch also when the batch is split.
+
+A step is computed in shards: the minibatches of one process and, under DDP, each rank's slice of
+every minibatch. Averaging each shard's figures would weight a short shard like a long one, and
+logging rank 0's figures would describe half the batch. So every figure is kept in the form that
+adds up: token means (entropy, clip fractions, ratio, KL, IS weights) as sum and token count, the
+effective sample size as its pooled sums, maxima as maxima, the loss as the sum of the ranks'
+shares. Under torch.distributed one all-reduce of the sums and one of the maxima give every rank
+the whole batch's figures, which rank 0 logs: what a single process would have logged.
+"""
+
+from __future__ import annotations
+
+REPLICATED = ("grad_norm",)
+"""Figures every rank already holds whole (DDP averages gradients before they are clipped)."""
+
+
+class StepStats:
+    """Accumulates one step's shards; `result` reduces across ranks and finishes the figures."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._maxes: dict[str, float] = {}
+        self._replicated: dict[str, float] = {}
+        self._minibatches = 0
+
+    def _add(self, name: str, value: float) -> None:
+        self._sums[name] = self._sums.get(name, 0.0) + value
+
+    def add_shard(self, means: dict[str, float], tokens: float, loss_share: float, offpolicy: dict[str, float],
+                  replicated: dict[str, float]) -> None:
+        """One minibatch on this rank: token `means` over its `tokens` completion tokens, its share
+        of the minibatch loss, its off-policy sums (`algorithms.offpolicy_sums`), and figures the
+        ranks share (grad norm)."""
+        self._minibatches += 1
+        for name, value in means.items():
+            self._add(f"mean:{name}", value * tokens)
+            self._add(f"tokens:{name}", tokens)
+        self._add("loss", loss_share)
+        for name in ("sum_w", "sum_w2", "sum_kl", "sum_k1", "n"):
+            self._add(f"offpolicy:{name}", offpolicy[name])
+        self._maxes["is_weight_max"] = max(self._maxes.get("is_weight_max", 0.0), offpolicy["max_w"])
+        for name, value in replicated.items():
+            self._replicated[name] = self._replicated.get(name, 0.0) + value
+
+    def _all_reduce(self, world: int) -> None:
+        if world <= 1:
+            return
+        import torch
+        import torch.distributed as dist
+
+        names = sorted(self._sums)  # the same names on every rank: the same code ran on the same spec
+        sums = torch.tensor([self._sums[n] for n in names], dtype=torch.float64)
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+        self._sums = dict(zip(names, sums.tolist()))
+        names = sorted(self._maxes)
+        maxes = torch.tensor([self._maxes[n] for n in names], dtype=torch.float64)
+        dist.all_reduce(maxes, op=dist.ReduceOp.MAX)
+        self._maxes = dict(zip(names, maxes.tolist()))
+
+    def result(self, world: int = 1) -> dict[str, float]:
+        """The step's figures over the whole batch (all ranks); collective when world > 1."""
+        self._all_reduce(world)
+        out: dict[str, float] = {}
+        for key, total in self._sums.items():
+            if key.startswith("mean:"):
+                name = key.removeprefix("mean:")
+                out[name] = total / max(self._sums[f"tokens:{name}"], 1e-300)
+        m = max(self._minibatches, 1)
+        out["loss"] = self._sums.get("loss", 0.0) / m
+        n = max(self._sums.get("offpolicy:n", 0.0), 1.0)
+        w, w2 = self._sums.get("offpolicy:sum_w", 0.0), self._sums.get("offpolicy:sum_w2", 0.0)
+        out["mismatch_kl"] = self._sums.get("offpolicy:sum_kl", 0.0) / n
+        out["mismatch_kl_k1"] = self._sums.get("offpolicy:sum_k1", 0.0) / n
+        out["ess"] = w * w / max(n * w2, 1e-300)
+        out.update(self._maxes)
+        out.update({name: value / m for name, value in self._replicated.items()})
+        return out
