@@ -40,7 +40,10 @@ def _rank(rank: int, world: int, init_file: str, model_dir: str, out: str) -> No
     ref = _model(model_dir).eval()
     ddp = wrap(model)
     opt = torch.optim.AdamW(ddp.parameters(), lr=1e-3)
-    updater = DistributedUpdater(ddp, opt, None, resolve(LC, 16), TEMPERATURE, 0, GRAD_CLIP, LC.minibatches, ref)
+    # micro-batches of 4 of each rank's 6 rows per minibatch: gradients accumulate (without a DDP
+    # sync until the last one) to what one process computes on whole minibatches
+    updater = DistributedUpdater(ddp, opt, None, resolve(LC, 16), TEMPERATURE, 0, GRAD_CLIP, LC.minibatches, ref,
+                                 micro_batch_rows=4)
     if rank == 0:
         stats = updater.step(_rows())
         updater.finish()

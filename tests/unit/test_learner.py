@@ -134,3 +134,44 @@ def test_decoupled_update_in_minibatches_logs_offpolicy_statistics(learner):
     assert stats["ratio_mean"] != 1.0  # the second minibatch's ratio is against the pre-update policy
     for key in ("entropy", "clip_frac", "clip_frac_high", "grad_norm", "loss", "adv_abs_mean", "lr"):
         assert key in stats
+
+
+def test_reward_components_are_logged_apart(learner):
+    from relayrl.learner.update import prepare, update
+
+    group = make_group("g", [0, 0, 0, 0], [1.5, 0.5, 0.0, None])  # the infra error enters no figure
+    for score, (acc, fmt) in zip(group.scores, [(1.0, 1.0), (0.0, 1.0), (0.0, 0.0)]):
+        score.components.update(accuracy=acc, format=fmt)
+    rows = prepare([group], learner.spec)
+    assert rows.components == {"accuracy": [1.0, 0.0, 0.0], "format": [1.0, 1.0, 0.0]}
+    stats = update(learner.model, learner.optimizer, None, rows, learner.spec, 1.0, learner.tokenizer.pad_token_id, 1.0)
+    assert stats["reward_accuracy_mean"] == pytest.approx(1 / 3) and stats["reward_format_mean"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("algorithm,objective", [("grpo", "naive"), ("dr_grpo", "decoupled"), ("rloo", "naive")])
+def test_micro_batches_change_the_memory_not_the_update(tiny_model_dir, algorithm, objective):
+    import torch
+    from dataclasses import replace
+
+    from transformers import AutoModelForCausalLM
+
+    from relayrl.learner.algorithms import resolve
+    from relayrl.learner.update import prepare, update
+    from tests.integration.test_resume import groups
+
+    spec = replace(resolve(LearnerConfig(algorithm=algorithm, kl_beta=0.05), 16), objective=objective,
+                   tis_cap=2.0 if objective == "decoupled" else None)
+    rows = prepare(groups(4, seed=5), spec)  # 16 rows of different lengths
+    results = []
+    for micro in (None, 3):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        ref = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        stats = update(model, opt, None, rows, spec, 1.0, 0, 1.0, minibatches=2, ref_model=ref, micro_batch_rows=micro)
+        results.append((model.state_dict(), stats))
+    (whole, s_whole), (micro, s_micro) = results
+    for name, tensor in whole.items():
+        torch.testing.assert_close(micro[name], tensor, rtol=0, atol=1e-5, msg=name)
+    for name in ("loss", "entropy", "clip_frac", "kl", "mismatch_kl", "ess", "grad_norm", "is_weight_max"):
+        assert s_micro[name] == pytest.approx(s_whole[name], rel=1e-4, abs=1e-6), name

@@ -55,12 +55,12 @@ class DistributedUpdater:
     """`update` across the process group; rank 0 calls `step`, the others `follow`."""
 
     def __init__(self, ddp_model, optimizer, scheduler, spec, temperature: float, pad_id: int, grad_clip: float,
-                 minibatches: int = 1, ref_model=None) -> None:
+                 minibatches: int = 1, ref_model=None, micro_batch_rows: int | None = None) -> None:
         import torch.distributed as dist
 
         self.model, self.optimizer, self.scheduler = ddp_model, optimizer, scheduler
         self.args = dict(spec=spec, temperature=temperature, pad_id=pad_id, grad_clip=grad_clip,
-                         minibatches=minibatches, ref_model=ref_model)
+                         minibatches=minibatches, ref_model=ref_model, micro_batch_rows=micro_batch_rows)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
 
     def _update(self, rows: Rows) -> dict:

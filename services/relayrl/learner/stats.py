@@ -1,7 +1,7 @@
 """One learner step's statistics, right for the whole batch also when the batch is split.
 
-A step is computed in shards: the minibatches of one process and, under DDP, each rank's slice of
-every minibatch. Averaging each shard's figures would weight a short shard like a long one, and
+A step is computed in shards: the minibatches of one process, their micro-batches and, under DDP,
+each rank's slice of every minibatch. Averaging each shard's figures would weight a short shard like a long one, and
 logging rank 0's figures would describe half the batch. So every figure is kept in the form that
 adds up: token means (entropy, clip fractions, ratio, KL, IS weights) as sum and token count, the
 effective sample size as its pooled sums, maxima as maxima, the loss as the sum of the ranks'
@@ -27,12 +27,9 @@ class StepStats:
     def _add(self, name: str, value: float) -> None:
         self._sums[name] = self._sums.get(name, 0.0) + value
 
-    def add_shard(self, means: dict[str, float], tokens: float, loss_share: float, offpolicy: dict[str, float],
-                  replicated: dict[str, float]) -> None:
-        """One minibatch on this rank: token `means` over its `tokens` completion tokens, its share
-        of the minibatch loss, its off-policy sums (`algorithms.offpolicy_sums`), and figures the
-        ranks share (grad norm)."""
-        self._minibatches += 1
+    def add_shard(self, means: dict[str, float], tokens: float, loss_share: float, offpolicy: dict[str, float]) -> None:
+        """One micro-batch of a minibatch on this rank: token `means` over its `tokens` completion
+        tokens, its share of the minibatch loss, its off-policy sums (`algorithms.offpolicy_sums`)."""
         for name, value in means.items():
             self._add(f"mean:{name}", value * tokens)
             self._add(f"tokens:{name}", tokens)
@@ -40,6 +37,10 @@ class StepStats:
         for name in ("sum_w", "sum_w2", "sum_kl", "sum_k1", "n"):
             self._add(f"offpolicy:{name}", offpolicy[name])
         self._maxes["is_weight_max"] = max(self._maxes.get("is_weight_max", 0.0), offpolicy["max_w"])
+
+    def end_minibatch(self, replicated: dict[str, float]) -> None:
+        """A minibatch's optimizer step is done; `replicated`: its figures every rank shares (grad norm)."""
+        self._minibatches += 1
         for name, value in replicated.items():
             self._replicated[name] = self._replicated.get(name, 0.0) + value
 

@@ -8,6 +8,7 @@ of the whole minibatch in one process (the equivalence test checks it).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -41,6 +42,8 @@ class Rows:
     rewards: list[float] = field(default_factory=list)
     shaped: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    components: dict[str, list[float]] = field(default_factory=dict)
+    """Each reward component ("accuracy", "format", ...) of the rows that report it, unweighted."""
 
 
 def prepare(groups: list[common_pb2.Group], spec: AlgoSpec) -> Rows:
@@ -51,6 +54,8 @@ def prepare(groups: list[common_pb2.Group], spec: AlgoSpec) -> Rows:
         out.rewards += raw
         out.shaped += shaped
         for i in keep:
+            for name, value in g.scores[i].components.items():
+                out.components.setdefault(name, []).append(value)
             s = g.samples[i]
             out.rows.append((list(s.prompt_token_ids), list(s.completion_token_ids), list(s.logprobs)))
             out.lengths.append(len(s.completion_token_ids))
@@ -64,45 +69,58 @@ def _slices(n: int, parts: int) -> list[slice]:
 
 
 def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature: float, pad_id: int,
-           grad_clip: float, minibatches: int = 1, ref_model=None, rank: int = 0, world: int = 1) -> dict:
-    """Train on `rows`: `minibatches` optimizer steps; return the step's statistics (the whole batch)."""
+           grad_clip: float, minibatches: int = 1, ref_model=None, rank: int = 0, world: int = 1,
+           micro_batch_rows: int | None = None) -> dict:
+    """Train on `rows`: `minibatches` optimizer steps; return the step's statistics (the whole batch).
+
+    Each minibatch's rows (this rank's shard of them) go through forward and backward in
+    micro-batches of at most `micro_batch_rows` rows, gradients accumulating until the optimizer
+    step; every micro-batch's loss is normalised by the whole minibatch's rows and tokens, so the
+    step is the same whatever the micro-batch size (only the peak memory changes)."""
     mbs = [s for s in _slices(len(rows.rows), min(minibatches, len(rows.rows))) if s.stop > s.start]
     if world > 1 and any(mb.stop - mb.start < world for mb in mbs):
         raise ValueError(f"every minibatch needs at least {world} rows to shard across {world} ranks")
-    shards = []
+    plan = []  # per minibatch: its micro-batches (batch, advantages) and its totals over all ranks
     for mb in mbs:
         mine = _slices(mb.stop - mb.start, world)[rank]
         lo, hi = mb.start + mine.start, mb.start + mine.stop
-        batch = build_batch(rows.rows[lo:hi], pad_id)
-        shards.append((batch, torch.tensor(rows.advantages[lo:hi], dtype=torch.float32),
-                       mb.stop - mb.start, float(sum(rows.lengths[mb]))))
+        size = micro_batch_rows or (hi - lo)
+        micro = [(build_batch(rows.rows[a:min(a + size, hi)], pad_id),
+                  torch.tensor(rows.advantages[a:min(a + size, hi)], dtype=torch.float32)) for a in range(lo, hi, size)]
+        plan.append((micro, mb.stop - mb.start, float(sum(rows.lengths[mb]))))
     # the proximal policy is this learner before the batch's first update: with one minibatch that
     # is the policy being differentiated (its detached logprobs), otherwise one extra forward pass
-    prox: list = [None] * len(shards)
-    if len(shards) > 1:
+    prox: list = [[None] * len(micro) for micro, *_ in plan]
+    if len(plan) > 1:
         with torch.no_grad():
-            prox = [token_logprobs(model, batch, temperature)[0] for batch, *_ in shards]
+            prox = [[token_logprobs(model, batch, temperature)[0] for batch, _ in micro] for micro, *_ in plan]
     acc = StepStats()
-    for k, (batch, adv, n_rows, n_tokens) in enumerate(shards):
+    for k, (micro, n_rows, n_tokens) in enumerate(plan):
         optimizer.zero_grad(set_to_none=True)
-        logp, entropy = token_logprobs(model, batch, temperature)
-        ref = None
-        if ref_model is not None and spec.kl_beta > 0:
-            with torch.no_grad():
-                ref = token_logprobs(ref_model, batch, temperature)[0]
-        if prox[k] is None:
-            prox[k] = logp.detach()
-        p = prox[k] if spec.objective == "decoupled" else None
-        loss, s = policy_loss(logp, batch.behaviour_logprobs, adv, batch.loss_mask, spec, prox_logp=p,
-                              ref_logp=ref, num_rows=n_rows, num_tokens=n_tokens)
-        (loss * world).backward()  # DDP averages over ranks; each rank's loss is its share of the sum
-        s["entropy"] = float(masked_mean(entropy.detach(), batch.loss_mask))
+        for j, (batch, adv) in enumerate(micro):
+            logp, entropy = token_logprobs(model, batch, temperature)
+            ref = None
+            if ref_model is not None and spec.kl_beta > 0:
+                with torch.no_grad():
+                    ref = token_logprobs(ref_model, batch, temperature)[0]
+            if prox[k][j] is None:
+                prox[k][j] = logp.detach()
+            p = prox[k][j] if spec.objective == "decoupled" else None
+            loss, s = policy_loss(logp, batch.behaviour_logprobs, adv, batch.loss_mask, spec, prox_logp=p,
+                                  ref_logp=ref, num_rows=n_rows, num_tokens=n_tokens)
+            # DDP averages over ranks (each rank's loss is its share of the sum); it synchronises
+            # once per minibatch, on the last micro-batch's backward
+            last = j == len(micro) - 1
+            with (model.no_sync() if world > 1 and not last else contextlib.nullcontext()):
+                (loss * world).backward()
+            s["entropy"] = float(masked_mean(entropy.detach(), batch.loss_mask))
+            acc.add_shard(s, float(batch.loss_mask.sum()), float(loss.detach()),
+                          offpolicy_sums(prox[k][j], batch.behaviour_logprobs, batch.loss_mask))
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        acc.add_shard(s, float(batch.loss_mask.sum()), float(loss.detach()),
-                      offpolicy_sums(prox[k], batch.behaviour_logprobs, batch.loss_mask), {"grad_norm": float(grad_norm)})
+        acc.end_minibatch({"grad_norm": float(grad_norm)})
     stats = acc.result(world)  # the whole batch's figures on every rank (all-reduced under DDP)
     lengths = torch.tensor(rows.lengths, dtype=torch.float32)
     stats.update(reward_mean=sum(rows.rewards) / len(rows.rewards), tokens=int(sum(rows.lengths)),
@@ -111,6 +129,8 @@ def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature:
                  response_clip_frac=float((lengths >= spec.max_len).float().mean()) if spec.max_len else 0.0,
                  adv_abs_mean=float(torch.tensor(rows.advantages).abs().mean()),
                  lr=float(optimizer.param_groups[0]["lr"]))
+    for name, values in rows.components.items():  # e.g. format compliance and accuracy apart
+        stats[f"reward_{name}_mean"] = sum(values) / len(values)
     if spec.overlong_buffer:
         stats["shaped_reward_mean"] = sum(rows.shaped) / len(rows.shaped)
     return stats
