@@ -4,6 +4,7 @@ system message and worked examples, as the learner puts them on the prompts stre
 from __future__ import annotations
 
 from itertools import islice
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -73,6 +74,6 @@ def test_system_and_examples_need_chat():
 
 
 def test_shipped_smollm2_config_validates():
-    cfg = RunConfig.load("configs/smollm2.yaml")
+    cfg = RunConfig.load(Path(__file__).resolve().parents[2] / "configs" / "smollm2.yaml")
     assert cfg.task.name == "reasoning_gym" and cfg.task.chat and cfg.model.path is not None
     assert next(stream(cfg.task)).text.startswith("Calculate")

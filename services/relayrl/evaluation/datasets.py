@@ -171,4 +171,5 @@ def load(spec: str, n: int, seed: int, verifier, template: str | None = None, co
         if code_verifier is None:
             raise ValueError("humaneval needs a code verifier")
         return humaneval(n, template, code_verifier)
-    raise ValueError(f"unknown dataset {spec!r}: use task (with --config), task:<name>, gsm8k, rg:<reasoning-gym name> or humaneval")
+    raise ValueError(f"unknown dataset {spec!r}: use task (with --config), task:<name>, gsm8k, "
+                     "rg:<reasoning-gym name> or humaneval")

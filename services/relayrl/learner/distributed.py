@@ -7,8 +7,8 @@ contiguous shard of each minibatch through `update.update`, whose loss normalisa
 gradient average equal to the one-process gradient of the whole minibatch. Gradients are
 all-reduced by DDP, so every rank applies the same AdamW step and the replicas stay identical;
 only rank 0 serializes and publishes them. The step's statistics are all-reduced too
-(`stats.StepStats`), so what rank 0 logs describes the whole batch, not its own shard. The other ranks run `follow` until rank 0 broadcasts
-the end.
+(`stats.StepStats`), so what rank 0 logs describes the whole batch, not its own shard. The other
+ranks run `follow` until rank 0 broadcasts the end.
 
 Not covered: sharded parameters (FSDP) for models that do not fit one device; the ranks here hold
 full replicas.

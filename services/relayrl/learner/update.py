@@ -85,8 +85,9 @@ def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature:
         mine = _slices(mb.stop - mb.start, world)[rank]
         lo, hi = mb.start + mine.start, mb.start + mine.stop
         size = micro_batch_rows or (hi - lo)
-        micro = [(build_batch(rows.rows[a:min(a + size, hi)], pad_id),
-                  torch.tensor(rows.advantages[a:min(a + size, hi)], dtype=torch.float32)) for a in range(lo, hi, size)]
+        parts = [slice(a, min(a + size, hi)) for a in range(lo, hi, size)]
+        micro = [(build_batch(rows.rows[p], pad_id), torch.tensor(rows.advantages[p], dtype=torch.float32))
+                 for p in parts]
         plan.append((micro, mb.stop - mb.start, float(sum(rows.lengths[mb]))))
     # the proximal policy is this learner before the batch's first update: with one minibatch that
     # is the policy being differentiated (its detached logprobs), otherwise one extra forward pass
