@@ -58,30 +58,43 @@ GYM_CHUNK = 1000
 """reasoning-gym datasets are finite: the stream draws chunks of this many, each with its own seed."""
 
 
-def _gym_stream(cfg: TaskConfig, base_seed: int) -> Iterator[TaskItem]:
+def _gym_chunk(cfg: TaskConfig, base_seed: int, chunk: int):
+    """One chunk of the reasoning-gym dataset; a wrong name or option is a ValueError naming it."""
     import reasoning_gym
 
-    chunk = 0
-    while True:
+    try:
         # chunk seeds step by a prime far above any seed offset: streams of different offsets
         # (training, held-out) never draw the same chunk seed
-        data = reasoning_gym.create_dataset(cfg.dataset, size=GYM_CHUNK, seed=base_seed + 100_003 * chunk,
+        return reasoning_gym.create_dataset(cfg.dataset, size=GYM_CHUNK, seed=base_seed + 100_003 * chunk,
                                             **cfg.dataset_options)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"task: reasoning-gym cannot make {cfg.dataset!r} with dataset_options "
+                         f"{cfg.dataset_options}: {exc}") from exc
+
+
+def _gym_stream(cfg: TaskConfig, base_seed: int, first) -> Iterator[TaskItem]:
+    data, chunk = first, 0
+    while True:
         for entry in data:
             yield TaskItem(text=entry["question"], answer=str(entry["answer"]))
         chunk += 1
+        data = _gym_chunk(cfg, base_seed, chunk)
 
 
-def stream(cfg: TaskConfig, seed_offset: int = 0) -> Iterator[TaskItem]:
-    """An endless, reproducible stream of prompts (`seed_offset` gives a held-out stream)."""
-    base_seed = cfg.seed * 1_000_003 + seed_offset
-    if cfg.name == "reasoning_gym":
-        yield from _gym_stream(cfg, base_seed)
-        return
+def _procedural(cfg: TaskConfig, base_seed: int) -> Iterator[TaskItem]:
     rng = random.Random(base_seed)
     make = GENERATORS[cfg.name]
     while True:
         yield make(rng, cfg.num_digits)
+
+
+def stream(cfg: TaskConfig, seed_offset: int = 0) -> Iterator[TaskItem]:
+    """An endless, reproducible stream of prompts (`seed_offset` gives a held-out stream). A
+    reasoning-gym task makes its first chunk here, so a bad dataset or option fails at once."""
+    base_seed = cfg.seed * 1_000_003 + seed_offset
+    if cfg.name == "reasoning_gym":
+        return _gym_stream(cfg, base_seed, _gym_chunk(cfg, base_seed, 0))
+    return _procedural(cfg, base_seed)
 
 
 def chat_wrap(tokenizer, messages: list[dict]) -> str:

@@ -40,9 +40,11 @@ def test_reasoning_gym_stream_goes_on_past_one_chunk(monkeypatch):
     assert len(items) == 12 and len({i.text for i in items}) > 5
 
 
-def test_unknown_reasoning_gym_option_is_an_error():
-    with pytest.raises(Exception, match="no_such_option"):
-        next(stream(TaskConfig(**{**GYM, "dataset_options": {"no_such_option": 1}})))
+def test_a_wrong_reasoning_gym_dataset_or_option_fails_when_the_stream_is_made():
+    with pytest.raises(ValueError, match="no_such_option"):
+        stream(TaskConfig(**{**GYM, "dataset_options": {"no_such_option": 1}}))
+    with pytest.raises(ValueError, match="'nope'"):
+        stream(TaskConfig(**{**GYM, "dataset": "nope"}))
 
 
 def test_render_puts_system_examples_and_question_in_the_chat(tiny_model_dir):
