@@ -11,8 +11,6 @@ import sys
 import pytest
 import torch
 
-pytest.importorskip("gguf", reason="scripts/setup.sh installs gguf")
-
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
