@@ -68,11 +68,10 @@ def run(model_dir: str, objective: str, staleness: int, args) -> dict:
             groups = engine.generate([i.text for i in items], sampling, seed=args.seed * 100_003 + step)
             batch = []
             for n, (item, completions) in enumerate(zip(items, groups)):
-                scores = [verifier.score(c.text, item.answer) for c in completions]
+                gid = f"s{step}-{n}"
                 batch.append(common_pb2.Group(
-                    group_id=f"s{step}-{n}", samples=[to_sample(f"s{step}-{n}", i, c) for i, c in enumerate(completions)],
-                    scores=[common_pb2.Score(outcome=common_pb2.OUTCOME_PASS if s.outcome == "pass" else common_pb2.OUTCOME_FAIL,
-                                             reward=s.reward) for s in scores]))
+                    group_id=gid, samples=[to_sample(gid, i, c) for i, c in enumerate(completions)],
+                    scores=[verifier.score(c.text, item.answer).to_proto() for c in completions]))
             stats = update(model, optimizer, None, prepare(batch, spec), spec, sampling.temperature,
                            engine.pad_id, lc.grad_clip, lc.minibatches, ref)
             history.append(copy.deepcopy(model.state_dict()))

@@ -8,6 +8,7 @@ import math
 import shutil
 import subprocess
 import sys
+from itertools import islice
 
 import pytest
 
@@ -169,7 +170,7 @@ def test_the_task_dataset_is_a_run_configs_held_out_stream_rendered_as_in_traini
     with pytest.raises(ValueError, match="--config"):
         load("task", 4, 0, verifier)
     dataset = load("task", 4, 0, verifier, task=task)
-    held_out = [next(it) for it in [stream(task, seed_offset=7_919)] for _ in range(4)]
+    held_out = list(islice(stream(task, seed_offset=7_919), 4))
     assert [i.prompt for i in dataset.items] == [t.text for t in held_out]
     report = evaluate(tiny_model_dir, ["task"], k=2, n=4, max_new_tokens=4, task=task,
                       samples_path=tmp_path / "s.jsonl")

@@ -6,11 +6,13 @@ like a long one, and logging rank 0's figures would describe half the batch. So 
 kept in the form that adds up: token means (entropy, clip fractions, ratio, KL, IS weights) as sum
 and token count, the effective sample size as its pooled sums, maxima as maxima, the loss as the
 sum of the shards' shares; the gradient norm, which DDP makes the same on every rank, is averaged
-over minibatches only. Under torch.distributed one all-reduce of the sums and one of the maxima give every rank
-the whole batch's figures, which rank 0 logs: what a single process would have logged.
+over minibatches only. Under torch.distributed one all-reduce of the sums and one of the maxima
+give every rank the whole batch's figures, which rank 0 logs: what a single process would have
+logged.
 """
 
 from __future__ import annotations
+
 
 class StepStats:
     """Accumulates one step's shards; `result` reduces across ranks and finishes the figures."""
@@ -27,9 +29,9 @@ class StepStats:
     def add_shard(self, means: dict[str, float], tokens: float, loss_share: float, offpolicy: dict[str, float]) -> None:
         """One micro-batch of a minibatch on this rank: token `means` over its `tokens` completion
         tokens, its share of the minibatch loss, its off-policy sums (`algorithms.offpolicy_sums`)."""
-        for name, value in means.items():
+        for name, value in means.items():  # the same names in every shard: the spec decides them
             self._add(f"mean:{name}", value * tokens)
-            self._add(f"tokens:{name}", tokens)
+        self._add("tokens", tokens)
         self._add("loss", loss_share)
         for name in ("sum_w", "sum_w2", "sum_kl", "sum_k1", "n"):
             self._add(f"offpolicy:{name}", offpolicy[name])
@@ -60,10 +62,10 @@ class StepStats:
         """The step's figures over the whole batch (all ranks); collective when world > 1."""
         self._all_reduce(world)
         out: dict[str, float] = {}
+        tokens = max(self._sums.get("tokens", 0.0), 1e-300)
         for key, total in self._sums.items():
             if key.startswith("mean:"):
-                name = key.removeprefix("mean:")
-                out[name] = total / max(self._sums[f"tokens:{name}"], 1e-300)
+                out[key.removeprefix("mean:")] = total / tokens
         m = max(self._minibatches, 1)
         out["loss"] = self._sums.get("loss", 0.0) / m
         n = max(self._sums.get("offpolicy:n", 0.0), 1.0)

@@ -34,8 +34,10 @@ def bundled_smollm2() -> Path:
 
 def import_gguf(gguf: str | Path | None, out: str | Path, dtype: str = "float32") -> Path:
     """Dequantize `gguf` (default: the bundled SmolLM2) into a HF directory at `out`; returns it."""
+    import copy
+
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -48,14 +50,13 @@ def import_gguf(gguf: str | Path | None, out: str | Path, dtype: str = "float32"
     folder, name = src.parent, src.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch_dtype)
-    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    config = copy.deepcopy(loaded.config)  # what the GGUF metadata said, without reading it again
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.dtype = torch_dtype
     model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
-    state = {k: v.to(torch_dtype) for k, v in loaded.state_dict().items()}
     # tied embeddings: the head is the embedding, so its key may be absent from either side
-    result = model.load_state_dict(state, strict=False)
+    result = model.load_state_dict(loaded.state_dict(), strict=False)
     tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
     missing = set(result.missing_keys) - tied
     if missing or result.unexpected_keys:
