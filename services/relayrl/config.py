@@ -8,7 +8,7 @@ are discriminated unions (`type: redis` / `type: memory`). Every service reads t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -74,7 +74,7 @@ class TaskConfig(_Strict):
     """Worked examples put before the question as earlier chat turns (chat only)."""
 
     @model_validator(mode="after")
-    def _chat_fields(self) -> "TaskConfig":
+    def _chat_fields(self) -> TaskConfig:
         if not self.chat and (self.system is not None or self.examples):
             raise ValueError("task.system and task.examples need task.chat: true")
         return self
@@ -100,7 +100,7 @@ class MemoryQueue(_Strict):
     """A leased entry idle this long is re-leased to another consumer."""
 
 
-QueueConfig = Annotated[Union[RedisQueue, MemoryQueue], Field(discriminator="type")]
+QueueConfig = Annotated[RedisQueue | MemoryQueue, Field(discriminator="type")]
 
 
 class SamplingConfig(_Strict):
@@ -154,7 +154,7 @@ class RayConfig(_Strict):
     """How often a replica checks the learner for a newer weight version."""
 
     @model_validator(mode="after")
-    def _bounds(self) -> "RayConfig":
+    def _bounds(self) -> RayConfig:
         if self.min_replicas > self.max_replicas:
             raise ValueError("rollout.ray.min_replicas must not exceed rollout.ray.max_replicas")
         return self
@@ -295,7 +295,7 @@ class LatencyEmulation(_Strict):
     """Seed of the delays (each job's delay depends only on the seed and the job id)."""
 
     @model_validator(mode="after")
-    def _ordered(self) -> "LatencyEmulation":
+    def _ordered(self) -> LatencyEmulation:
         if self.p99_s < self.median_s:
             raise ValueError("reward.slow_lane.emulate_latency.p99_s must be >= median_s")
         return self
@@ -406,7 +406,7 @@ class LearnerConfig(_Strict):
     """Linear learning-rate warm-up over this many optimizer steps (then constant)."""
 
     @model_validator(mode="after")
-    def _tis_needs_decoupled(self) -> "LearnerConfig":
+    def _tis_needs_decoupled(self) -> LearnerConfig:
         if self.tis_cap is not None and self.objective != "decoupled":
             raise ValueError("learner.tis_cap needs learner.objective: decoupled")
         return self
@@ -433,13 +433,13 @@ class RunConfig(_Strict):
     """The learner."""
 
     @model_validator(mode="after")
-    def _positions_fit(self) -> "RunConfig":
+    def _positions_fit(self) -> RunConfig:
         if self.model.path is None and self.rollout.sampling.max_new_tokens >= self.model.tiny.max_position_embeddings:
             raise ValueError("rollout.sampling.max_new_tokens must be below model.tiny.max_position_embeddings")
         return self
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
+    def load(cls, path: str | Path) -> RunConfig:
         """Read and validate a YAML file; a wrong key or value says which and why."""
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
@@ -451,7 +451,7 @@ class RunConfig(_Strict):
         Path(path).write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
 
 
-def keys(run: str) -> "StreamKeys":
+def keys(run: str) -> StreamKeys:
     """The Redis names every part shares (DESIGN.md)."""
     return StreamKeys(run)
 

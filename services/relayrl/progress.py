@@ -25,7 +25,7 @@ class RunMonitor:
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not enabled)
         self.task = self.progress.add_task("train", total=steps, info="starting")
 
-    def __enter__(self) -> "RunMonitor":
+    def __enter__(self) -> RunMonitor:
         self.progress.start()
         return self
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Callable
 from concurrent import futures
-from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc

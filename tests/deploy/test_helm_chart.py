@@ -68,7 +68,7 @@ def test_schema_rejects_bad_values():
     chart = Chart.load(CHART)
     for bad in ({"actors": {"replicas": 0}}, {"autoscaling": {"engine": "vpa"}}, {"run": {"name": "a b"}},
                 {"learner": {"gpu": {"count": 0}}}, {"unknown": 1}):
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 -- the schema library's own error type
             chart.validate_schema(bad)
 
 
@@ -145,7 +145,8 @@ def test_keda_servicemonitors_dashboards_and_rayservice():
         assert json.loads(text) == json.loads((ROOT / "deploy" / "grafana" / "dashboards" / name).read_text())
     ray = by_kind(docs, "RayService")["rl-relayrl-serve"]["spec"]
     assert yaml.safe_load(ray["serveConfigV2"])["applications"]["rollout"]["import_path"] == "relayrl_serve:app"
-    assert ray["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    worker = ray["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
     learner = by_kind(docs, "Deployment")["rl-relayrl-learner"]["spec"]["template"]["spec"]
     assert learner["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert learner["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]

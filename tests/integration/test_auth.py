@@ -36,7 +36,8 @@ def servers(tiny_model_dir, tmp_path, monkeypatch):
 
 def calls():
     yield "learner", lambda ch: learner_pb2_grpc.LearnerServiceStub(ch).GetStatus(learner_pb2.LearnerStatusRequest(), timeout=5)
-    yield "learner", lambda ch: list(learner_pb2_grpc.LearnerServiceStub(ch).GetWeights(learner_pb2.GetWeightsRequest(version=-1), timeout=5))
+    yield "learner", lambda ch: list(learner_pb2_grpc.LearnerServiceStub(ch).GetWeights(
+        learner_pb2.GetWeightsRequest(version=-1), timeout=5))
     yield "reward", lambda ch: reward_pb2_grpc.RewardServiceStub(ch).GetStatus(reward_pb2.RewardStatusRequest(), timeout=5)
     yield "reward", lambda ch: list(reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
         iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))

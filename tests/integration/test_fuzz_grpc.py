@@ -17,7 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relayrl.config import LearnerConfig, RunConfig, SamplingConfig, RolloutConfig
+from relayrl.config import LearnerConfig, RolloutConfig, RunConfig, SamplingConfig
 from relayrl.learner.server import serve as serve_learner
 from relayrl.learner.trainer import Learner
 from relayrl.learner.weights import InProcessWeightSource

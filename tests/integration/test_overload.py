@@ -18,11 +18,10 @@ import redis
 import yaml
 
 from relayrl.config import StreamKeys
+from relayrl.local import free_port
 from relayrl.reward.client import GrpcRewardClient, Saturated
 from relayrl.rpc import wait_ready
 from relayrl.wire import common_pb2
-
-from relayrl.local import free_port
 
 GROUPS, THREADS, SAMPLES = 160, 8, 8
 

@@ -112,7 +112,9 @@ ATTACKS = {
         import os
         found = [v for v in os.environ.values() if 'relayrl-secret' in v]
         for pid in ('1', 'self', '2'):
-            try: found += [x.decode() for x in open('/proc/%s/environ' % pid, 'rb').read().split(b'\\0') if b'relayrl-secret' in x]
+            try:
+                env = open('/proc/%s/environ' % pid, 'rb').read().split(b'\\0')
+                found += [x.decode() for x in env if b'relayrl-secret' in x]
             except OSError: pass
         print(found[0].split('=')[-1] if found else 'none')
         """, stdio(SECRET)),
@@ -277,7 +279,8 @@ TAMPERING = {
         """,
     "print_pass_markers_and_forge_verdict_fds": """
         import os, json
-        verdict = json.dumps({'cases': [{'name': 'check', 'status': 'pass', 'detail': {}, 'duration_s': 0}], 'stopped_early': False})
+        case = {'name': 'check', 'status': 'pass', 'detail': {}, 'duration_s': 0}
+        verdict = json.dumps({'cases': [case], 'stopped_early': False})
         print('PASSED\\nall tests passed\\n' + verdict)
         for fd in range(3, 64):
             try: os.write(fd, verdict.encode())

@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from relayrl.config import LearnerConfig
-from relayrl.learner.algorithms import (AlgoSpec, advantages, aggregate, kl_penalty, offpolicy_stats, overlong_penalty,
-                                        policy_loss, resolve, zero_variance)
+from relayrl.learner.algorithms import (
+    AlgoSpec,
+    advantages,
+    aggregate,
+    kl_penalty,
+    offpolicy_stats,
+    overlong_penalty,
+    policy_loss,
+    resolve,
+    zero_variance,
+)
 
 TOL = 1e-6
 

@@ -45,7 +45,9 @@ def test_admit_fills_the_prompt_stream_up_to_the_bound(learner):
 def test_collect_drops_stale_duplicate_and_infra_error_groups(learner):
     keys = StreamKeys("default")
     learner.version = 3
-    put = lambda g: learner.queue.put(keys.groups, g.SerializeToString())
+    def put(g):
+        return learner.queue.put(keys.groups, g.SerializeToString())
+
     put(make_group("stale", [1, 2], [1.0, 0.0]))             # oldest token 2 versions old > max_staleness 1
     put(make_group("ok-1", [2, 3], [1.0, 0.0]))
     put(make_group("ok-1", [2, 3], [1.0, 0.0]))              # duplicate delivery
@@ -150,9 +152,9 @@ def test_reward_components_are_logged_apart(learner):
 
 @pytest.mark.parametrize("algorithm,objective", [("grpo", "naive"), ("dr_grpo", "decoupled"), ("rloo", "naive")])
 def test_micro_batches_change_the_memory_not_the_update(tiny_model_dir, algorithm, objective):
-    import torch
     from dataclasses import replace
 
+    import torch
     from transformers import AutoModelForCausalLM
 
     from relayrl.learner.algorithms import resolve

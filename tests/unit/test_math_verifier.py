@@ -11,8 +11,14 @@ import time
 import pytest
 
 from relayrl.config import RewardConfig, RewardWeights
-from relayrl.reward.math_verifier import (MathVerifier, extract_answer, fast_compare, format_reward,
-                                          last_boxed, strip_trailing_special)
+from relayrl.reward.math_verifier import (
+    MathVerifier,
+    extract_answer,
+    fast_compare,
+    format_reward,
+    last_boxed,
+    strip_trailing_special,
+)
 from relayrl.reward.verifiers import Score, create, registered_kinds
 
 

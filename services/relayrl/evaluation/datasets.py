@@ -54,7 +54,7 @@ class EvalDataset:
 
     name: str
     items: list[EvalItem]
-    scorer: "MathScorer | GymScorer | CodeScorer"
+    scorer: MathScorer | GymScorer | CodeScorer
     """Called with (response, item); counts in `infra_errors` what it could not judge."""
 
 

@@ -4,9 +4,13 @@ endpoints.json (flags win), then serve the app with uvicorn."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from relayrl.gateway.settings import GatewaySettings
 
 
-def settings_from(config: Path | None, endpoints: Path | None, **flags) -> "GatewaySettings":
+def settings_from(config: Path | None, endpoints: Path | None, **flags) -> GatewaySettings:
     """Settings from, in rising precedence: the environment, `config` (run name, queue.url),
     `endpoints` (a local run's addresses), and the flags that are not None / empty."""
     from relayrl.gateway.settings import GatewaySettings

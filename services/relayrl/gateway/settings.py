@@ -38,7 +38,7 @@ class GatewaySettings(BaseSettings):
     """Bearer token every endpoint but health requires (the page also takes `?token=`); null: none."""
 
     @classmethod
-    def from_endpoints(cls, path: str | Path, **overrides) -> "GatewaySettings":
+    def from_endpoints(cls, path: str | Path, **overrides) -> GatewaySettings:
         """Settings for a run of the single-machine launcher, from its OUT/endpoints.json."""
         data = json.loads(Path(path).read_text())
         services = data["services"]

@@ -316,7 +316,7 @@ class Learner:
         # what every consumer is done with can go: streams stay bounded, nothing pending is lost
         # (a resume counts admitted prompts with `added`, which trimming does not change)
         for stream in (self.keys.prompts, self.keys.groups):
-            self._retry(lambda: self.queue.trim(stream))
+            self._retry(lambda stream=stream: self.queue.trim(stream))
         return final
 
     # -- the loop -------------------------------------------------------------------------------

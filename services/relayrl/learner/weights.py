@@ -133,12 +133,12 @@ class GrpcWeightSource(WeightSource):
         got = None
         for chunk in self._stub.GetWeights(learner_pb2.GetWeightsRequest(version=version), timeout=self._timeout):
             if chunk.offset != len(buf):
-                raise IOError(f"weight chunk at offset {chunk.offset}, expected {len(buf)}")
+                raise OSError(f"weight chunk at offset {chunk.offset}, expected {len(buf)}")
             got = chunk.version
             total = chunk.total_bytes
             buf += chunk.data
         if got is None or len(buf) != total:
-            raise IOError(f"incomplete weights: {len(buf)} bytes received")
+            raise OSError(f"incomplete weights: {len(buf)} bytes received")
         self.bytes_received += len(buf)
         return got, deserialize(bytes(buf))
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from relayrl.retry import TransientError
 from relayrl.reward.verifiers import Score
 from relayrl.rpc import channel
 from relayrl.wire import common_pb2, reward_pb2, reward_pb2_grpc
@@ -22,11 +23,11 @@ if TYPE_CHECKING:
     from relayrl.reward.service import RewardService
 
 
-class Saturated(Exception):
+class Saturated(TransientError):
     """Too many groups in flight; retry later (gRPC RESOURCE_EXHAUSTED)."""
 
 
-class Closed(Exception):
+class Closed(TransientError):
     """The service is shutting down (gRPC UNAVAILABLE)."""
 
 
@@ -52,7 +53,7 @@ class RewardClient(ABC):
 class InProcessRewardClient(RewardClient):
     """Calls a `RewardService` in this process (unit tests, single-process runs)."""
 
-    def __init__(self, service: "RewardService") -> None:
+    def __init__(self, service: RewardService) -> None:
         self.service = service
 
     def submit(self, group: common_pb2.Group) -> bool:

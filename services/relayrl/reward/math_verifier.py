@@ -28,7 +28,8 @@ import multiprocessing
 import re
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, TimeoutError as FuturesTimeout
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from decimal import Decimal
 

@@ -26,9 +26,9 @@ The verdict channel: a pipe whose read end only the service holds; the trusted h
 
 Job setup is race-free: the rlimits are set by `prlimit` before bwrap starts, and bwrap reports its
 sandbox init's pid (`--info-fd`) and waits (`--block-fd`) while the service moves that pid into
-the cgroup; only then does anything untrusted run. Where bwrap is missing the service refuses untrusted code unless the config sets
-`allow_weak`: then jobs run as the unprivileged uid with rlimits, cgroups and a scrubbed
-environment but no namespaces and no seccomp filter (reported as mode "weak" in health and the
+the cgroup; only then does anything untrusted run. Where bwrap is missing the service refuses
+untrusted code unless the config sets `allow_weak`: then jobs run as the unprivileged uid with
+rlimits, cgroups and a scrubbed environment but no namespaces and no seccomp filter (reported as mode "weak" in health and the
 `relayrl_sandbox_mode` metric).
 
 What this does not cover: kernel vulnerabilities (run reward workers under gVisor where the

@@ -33,9 +33,9 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -77,7 +77,7 @@ class Job:
         return json.dumps(asdict(self)).encode()
 
     @classmethod
-    def loads(cls, data: bytes) -> "Job":
+    def loads(cls, data: bytes) -> Job:
         return cls(**json.loads(data))
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 from relayrl.config import RewardConfig
 from relayrl.wire import common_pb2
@@ -42,7 +43,7 @@ class Score:
     """Seconds spent scoring (filled by whoever timed it)."""
 
     @classmethod
-    def infra_error(cls, reason: str, **details) -> "Score":
+    def infra_error(cls, reason: str, **details) -> Score:
         return cls("infra_error", 0.0, {}, {"error": reason, **details})
 
     def to_proto(self) -> common_pb2.Score:
@@ -53,7 +54,7 @@ class Score:
             duration_s=float(self.duration_s))
 
     @classmethod
-    def from_proto(cls, msg: common_pb2.Score) -> "Score":
+    def from_proto(cls, msg: common_pb2.Score) -> Score:
         names = {v: k for k, v in OUTCOMES.items()}
         if msg.outcome not in names:
             raise ValueError(f"score has no outcome (enum value {msg.outcome})")
@@ -88,7 +89,7 @@ class SandboxedVerifier(Verifier):
     `self.concurrency` job slots: its health is the sandbox's, and it refuses work where the
     sandbox is unavailable (no bubblewrap and no explicit permission for a weaker mode)."""
 
-    sandbox: "object"
+    sandbox: object
     concurrency: int
 
     def health(self) -> dict:

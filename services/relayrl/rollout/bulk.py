@@ -84,7 +84,7 @@ def _recv_exact(sock: socket.socket, n: int, allow_short: bool = False, into: by
         if k == 0:
             if allow_short:
                 return None
-            raise IOError(f"connection closed after {got} of {n} bytes")
+            raise OSError(f"connection closed after {got} of {n} bytes")
         got += k
     return buf if len(buf) == n else view
 

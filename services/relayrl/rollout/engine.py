@@ -13,8 +13,8 @@ to the logits before sampling, and the logprob taken from that same filtered dis
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from relayrl.config import SamplingConfig
 

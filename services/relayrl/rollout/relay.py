@@ -37,12 +37,12 @@ def pull_payload(stub, version: int = -1, timeout_s: float = 120.0) -> Published
     got, total, size = None, -1, 0
     for chunk in stub.GetWeights(learner_pb2.GetWeightsRequest(version=version), timeout=timeout_s):
         if chunk.offset != size:
-            raise IOError(f"weight chunk at offset {chunk.offset}, expected {size}")
+            raise OSError(f"weight chunk at offset {chunk.offset}, expected {size}")
         got, total = chunk.version, chunk.total_bytes
         parts.append(chunk.data)
         size += len(chunk.data)
     if got is None or size != total:
-        raise IOError(f"incomplete weights: {size} of {total} bytes received")
+        raise OSError(f"incomplete weights: {size} of {total} bytes received")
     info = stub.GetLatestVersion(learner_pb2.GetLatestVersionRequest(), timeout=timeout_s)
     return Published(got, b"".join(parts), info.wire_dtype if info.version == got else "")
 
@@ -146,10 +146,10 @@ class WeightRelay:
         while not self._stop.wait(self.poll_s):
             try:
                 self.sync()
-            except (grpc.RpcError, IOError) as exc:  # fault-tolerance boundary: upstream restarting
+            except (OSError, grpc.RpcError) as exc:  # fault-tolerance boundary: upstream restarting
                 log.warning("relay: upstream %s: %s", self.upstream, exc)
 
-    def start(self) -> "WeightRelay":
+    def start(self) -> WeightRelay:
         self._thread = threading.Thread(target=self._loop, name="weight-relay", daemon=True)
         self._thread.start()
         return self

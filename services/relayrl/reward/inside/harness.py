@@ -30,7 +30,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import wire  # noqa: E402
+import wire
 
 PR_SET_DUMPABLE = 4
 
@@ -172,10 +172,10 @@ class Candidate:
             reply = wire.receive(self.replies, self.deadline)
         except TimeoutError:
             self.broken = "timeout"
-            raise CandidateBroken("the candidate did not answer in time (%s)" % what)
+            raise CandidateBroken("the candidate did not answer in time (%s)" % what) from None
         except (EOFError, OSError, ValueError) as exc:
             self.broken = self.broken or "candidate exited or broke the channel"
-            raise CandidateBroken("the candidate process ended (%s): %r" % (what, exc))
+            raise CandidateBroken("the candidate process ended (%s): %r" % (what, exc)) from None
         if "raise" in reply:
             name, message = reply["raise"]
             cls = getattr(builtins, str(name), None)

@@ -70,7 +70,7 @@ def restore(work, archive, test_files):
     members = {m.name[2:] if m.name.startswith("./") else m.name: m for m in archive.getmembers() if m.isfile()}
     wanted = set(test_files)
     wanted.update(p for p in members if any(fnmatch.fnmatch(os.path.basename(p), pat) for pat in PROTECTED))
-    for root, dirs, files in os.walk(work):
+    for root, _dirs, files in os.walk(work):
         for name in files:
             rel = os.path.relpath(os.path.join(root, name), work)
             if any(fnmatch.fnmatch(name, pat) for pat in PROTECTED):

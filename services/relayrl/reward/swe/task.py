@@ -82,7 +82,7 @@ class SweTask(BaseModel):
         return argv
 
     @model_validator(mode="after")
-    def _disjoint(self) -> "SweTask":
+    def _disjoint(self) -> SweTask:
         both = set(self.fail_to_pass) & set(self.pass_to_pass)
         if both:
             raise ValueError(f"test ids in both fail_to_pass and pass_to_pass: {sorted(both)}")
