@@ -48,35 +48,20 @@ class Ledger:
                 "duplicated": len(self.duplicated)}
 
 
-def _id(entry_id) -> tuple[int, int]:
-    ms, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")
-    return int(ms), int(seq)
-
-
-def unfinished(client, stream: str, group: str) -> list[bytes]:
-    """Payloads of `stream` that `group` has not acknowledged: pending, or never delivered."""
-    infos = {(g["name"].decode() if isinstance(g["name"], bytes) else g["name"]): g for g in client.xinfo_groups(stream)}
-    info = infos[group]
-    last = _id(info["last-delivered-id"])
-    pending = {_id(p["message_id"]) for p in client.xpending_range(stream, group, "-", "+", 10_000_000)}
-    return [next(iter(f.values())) for eid, f in client.xrange(stream) if _id(eid) in pending or _id(eid) > last]
-
-
 def account(redis_url: str, run: str, out: Path) -> Ledger:
     """The ledger of the run in `out` whose queue is at `redis_url`."""
-    import redis
-
     from relayrl.learner.checkpoint import latest, read_state
+    from relayrl.replay.redis_queue import RedisReplayQueue
     from relayrl.wire import common_pb2
 
     newest = latest(Path(out) / "checkpoints")
     state = read_state(newest) if newest is not None else {"trained": [], "dropped": {}}
     keys = StreamKeys(run)
-    client = redis.Redis.from_url(redis_url)
+    queue = RedisReplayQueue(redis_url)
     try:
-        admitted = int(client.xinfo_stream(keys.prompts)["entries-added"])
-        prompts = {common_pb2.Prompt.FromString(p).prompt_id for p in unfinished(client, keys.prompts, StreamKeys.ACTORS)}
-        groups = {common_pb2.Group.FromString(p).group_id for p in unfinished(client, keys.groups, StreamKeys.LEARNER)}
+        admitted = queue.added(keys.prompts)
+        prompts = {common_pb2.Prompt.FromString(p).prompt_id for p in queue.unfinished(keys.prompts, StreamKeys.ACTORS)}
+        groups = {common_pb2.Group.FromString(p).group_id for p in queue.unfinished(keys.groups, StreamKeys.LEARNER)}
     finally:
-        client.close()
+        queue.close()
     return Ledger(admitted, list(state["trained"]), dict(state["dropped"]), prompts, groups)

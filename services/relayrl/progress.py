@@ -11,6 +11,7 @@ import redis
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from relayrl.config import StreamKeys
+from relayrl.replay.redis_queue import RedisReplayQueue
 from relayrl.rpc import channel
 from relayrl.wire import learner_pb2, learner_pb2_grpc
 
@@ -18,7 +19,7 @@ from relayrl.wire import learner_pb2, learner_pb2_grpc
 class RunMonitor:
     def __init__(self, redis_url: str, learner_addr: str, keys: StreamKeys, steps: int, enabled: bool = True) -> None:
         self.keys, self.steps, self.enabled = keys, steps, enabled
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=1)
+        self.queue = RedisReplayQueue(redis_url, timeout_s=1)
         self.channel = channel(learner_addr)
         self.stub = learner_pb2_grpc.LearnerServiceStub(self.channel)
         self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
@@ -32,14 +33,14 @@ class RunMonitor:
     def __exit__(self, *exc) -> None:
         self.progress.stop()
         self.channel.close()
-        self.redis.close()
+        self.queue.close()
 
-    def _lag(self, stream: str) -> str:
+    def _lag(self, stream: str, group: str) -> str:
         try:
-            groups = self.redis.xinfo_groups(stream)
-        except redis.RedisError:
+            info = self.queue.group_info(stream, group)
+        except redis.RedisError:  # a display: Redis restarting shows a blank, it does not stop the run
             return "-"
-        return str(groups[0].get("lag", "-")) if groups else "-"
+        return "-" if info is None else str(info.waiting)
 
     def update(self) -> None:
         if not self.enabled:
@@ -48,6 +49,7 @@ class RunMonitor:
             s = self.stub.GetStatus(learner_pb2.LearnerStatusRequest(), timeout=0.5)
         except grpc.RpcError:
             return
-        info = (f"reward {s.last_reward_mean:.3f}  version {s.version}  prompts queued {self._lag(self.keys.prompts)}"
-                f"  groups queued {self._lag(self.keys.groups)}  dropped stale {s.groups_dropped_stale}")
+        prompts, groups = self._lag(self.keys.prompts, StreamKeys.ACTORS), self._lag(self.keys.groups, StreamKeys.LEARNER)
+        info = (f"reward {s.last_reward_mean:.3f}  version {s.version}  prompts queued {prompts}"
+                f"  groups queued {groups}  dropped stale {s.groups_dropped_stale}")
         self.progress.update(self.task, completed=s.step, info=info)

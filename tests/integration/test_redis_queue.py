@@ -55,6 +55,31 @@ def test_round_trip_and_ack_is_idempotent(q):
     assert q.lease(S, G, "c1", 10, reclaim_idle_s=0.0) == []
 
 
+def test_read_only_views_of_groups_consumers_and_entries(make):
+    """What the gateway, the ledger and the progress display read, without raw Redis commands."""
+    q = make()
+    assert q.group_info(S, G) is None and q.consumers(S, G) == [] and q.recent(S, 5) == []
+    q.ensure_group(S, G)
+    ids = [q.put(S, f"p{i}".encode()) for i in range(5)]
+    assert q.group_info(S, G).waiting == 5 and q.group_info(S, "other") is None
+    got = q.lease(S, G, "c1", 2) + q.lease(S, G, "c2", 1)
+    q.ack(S, G, [got[0].id])
+    info = q.group_info(S, G)
+    assert (info.name, info.consumers, info.pending, info.waiting) == (G, 2, 2, 2)
+    assert [(c.name, c.pending) for c in q.consumers(S, G)] == [("c1", 1), ("c2", 1)]
+    assert all(0 <= c.idle_s < 5 for c in q.consumers(S, G))
+    assert q.recent(S, 2) == [b"p4", b"p3"] and q.recent(S, 0) == []
+    # not acknowledged: the two leased (p1, p2) and the two never delivered (p3, p4), in order
+    assert q.unfinished(S, G) == [b"p1", b"p2", b"p3", b"p4"]
+    assert ids[0] not in {e.id for e in q.pending_for(S, G, "c1")}
+    with pytest.raises(LookupError):
+        q.unfinished(S, "nobody")
+    q.set_value("k", "v")
+    q.delete_value("k")
+    q.delete_value("k")  # unsetting twice is no error
+    assert q.get_value("k") is None and q.ping()
+
+
 def test_group_reads_from_start_and_ensure_is_idempotent(make):
     q = make()
     first = q.put(S, b"before")

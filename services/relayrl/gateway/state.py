@@ -13,11 +13,10 @@ import math
 from collections import defaultdict
 
 import grpc
-import redis
 
 from relayrl.config import StreamKeys
 from relayrl.gateway.settings import GatewaySettings
-from relayrl.replay.redis_queue import _FIELD  # the field a stream entry's payload is stored under
+from relayrl.replay.redis_queue import RedisReplayQueue
 from relayrl.rpc import channel
 from relayrl.wire import common_pb2, learner_pb2, learner_pb2_grpc, reward_pb2, reward_pb2_grpc, rollout_pb2, rollout_pb2_grpc
 
@@ -34,29 +33,29 @@ class RunState:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.keys = StreamKeys(settings.run)
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self.queue = RedisReplayQueue(settings.redis_url, timeout_s=5)
         self._channels: dict[str, grpc.Channel] = {}
 
     def close(self) -> None:
         for ch in self._channels.values():
             ch.close()
-        self.redis.close()
+        self.queue.close()
 
     # -- Redis ----------------------------------------------------------------------------------
     def ping(self) -> None:
-        self.redis.ping()
+        self.queue.ping()
 
     def paused(self) -> bool:
-        return self.redis.get(self.keys.paused) == b"1"
+        return self.queue.get_value(self.keys.paused) == "1"
 
     def set_paused(self, paused: bool) -> None:
         if paused:
-            self.redis.set(self.keys.paused, "1")
+            self.queue.set_value(self.keys.paused, "1")
         else:
-            self.redis.delete(self.keys.paused)
+            self.queue.delete_value(self.keys.paused)
 
     def published_version(self) -> int | None:
-        value = self.redis.get(self.keys.version)
+        value = self.queue.get_value(self.keys.version)
         return None if value is None else int(value)
 
     def queues(self) -> dict[str, dict]:
@@ -64,34 +63,25 @@ class RunState:
         out = {}
         for name, group in STREAM_GROUPS.items():
             key = getattr(self.keys, name)
-            length = int(self.redis.xlen(key))  # 0 for a stream that does not exist yet
-            info = None
-            if group is not None and length:
-                info = next((g for g in self.redis.xinfo_groups(key) if g["name"].decode() == group), None)
-            waiting = int(info["lag"]) if info and info.get("lag") is not None else (0 if info else length)
-            out[name] = {"stream": key, "consumer_group": group, "length": length, "waiting": waiting,
-                         "leased": int(info["pending"]) if info else 0,
-                         "consumers": int(info["consumers"]) if info else 0}
+            length = self.queue.length(key)  # 0 for a stream that does not exist yet
+            info = self.queue.group_info(key, group) if group is not None else None
+            out[name] = {"stream": key, "consumer_group": group, "length": length,
+                         "waiting": info.waiting if info else length, "leased": info.pending if info else 0,
+                         "consumers": info.consumers if info else 0}
         return out
 
     def actor_consumers(self) -> list[dict]:
         """The actors as Redis sees them: consumers of the prompts stream, with leases and idle time."""
-        if not self.redis.exists(self.keys.prompts):
-            return []
-        groups = [g["name"].decode() for g in self.redis.xinfo_groups(self.keys.prompts)]
-        if StreamKeys.ACTORS not in groups:
-            return []
-        rows = self.redis.xinfo_consumers(self.keys.prompts, StreamKeys.ACTORS)
-        return [{"name": r["name"].decode(), "leased": int(r["pending"]), "idle_ms": int(r["idle"])}
-                for r in sorted(rows, key=lambda r: r["name"])]
+        return [{"name": c.name, "leased": c.pending, "idle_ms": round(c.idle_s * 1000)}
+                for c in self.queue.consumers(self.keys.prompts, StreamKeys.ACTORS)]
 
     def reward_stats(self, window: int) -> dict:
         """Statistics of the scores of the `window` most recently scored groups, overall and by kind."""
-        entries = self.redis.xrevrange(self.keys.groups, count=window)
+        payloads = self.queue.recent(self.keys.groups, window)
         by_kind: dict[str, list[float]] = defaultdict(list)
         outcomes: dict[str, dict[str, int]] = defaultdict(lambda: {"pass": 0, "fail": 0, "infra_error": 0})
-        for _, fields in entries:
-            group = common_pb2.Group.FromString(fields[_FIELD])
+        for payload in payloads:
+            group = common_pb2.Group.FromString(payload)
             kind = group.prompt.kind or "unknown"
             for score in group.scores:
                 outcomes[kind][OUTCOMES.get(score.outcome, "infra_error")] += 1
@@ -99,7 +89,7 @@ class RunState:
                     by_kind[kind].append(score.reward)
         kinds = {kind: {**_summary(by_kind.get(kind, [])), **counts} for kind, counts in sorted(outcomes.items())}
         every = [r for rs in by_kind.values() for r in rs]
-        return {"groups": len(entries), **_summary(every), "kinds": kinds}
+        return {"groups": len(payloads), **_summary(every), "kinds": kinds}
 
     # -- gRPC -----------------------------------------------------------------------------------
     def _channel(self, address: str) -> grpc.Channel:

@@ -37,6 +37,28 @@ class AckRef:
     entry_id: str
 
 
+@dataclass(frozen=True)
+class GroupInfo:
+    """A consumer group of a stream, as an operator reads it."""
+
+    name: str
+    consumers: int
+    """Consumers the group has seen (each actor, worker or learner that leased)."""
+    pending: int
+    """Entries delivered and not acknowledged (leased)."""
+    waiting: int
+    """Entries not yet delivered to the group."""
+
+
+@dataclass(frozen=True)
+class ConsumerInfo:
+    """One consumer of a group: what it holds and how long since it was last heard of."""
+
+    name: str
+    pending: int
+    idle_s: float
+
+
 class ReplayQueue(ABC):
     """Streams with consumer groups; all methods are thread-safe."""
 
@@ -99,6 +121,25 @@ class ReplayQueue(ABC):
         Groups must exist before trimming starts (a group created later, from id 0, would not
         see what was trimmed)."""
 
+    # -- read-only views (the gateway, the ledger, progress displays) -------------------------
+    @abstractmethod
+    def group_info(self, stream: str, group: str) -> GroupInfo | None:
+        """The group's counts; None when the stream or the group does not exist (yet)."""
+
+    @abstractmethod
+    def consumers(self, stream: str, group: str) -> list[ConsumerInfo]:
+        """The group's consumers sorted by name; empty when the stream or group does not exist."""
+
+    @abstractmethod
+    def recent(self, stream: str, count: int) -> list[bytes]:
+        """Payloads of the newest `count` entries still in the stream, newest first."""
+
+    @abstractmethod
+    def unfinished(self, stream: str, group: str) -> list[bytes]:
+        """Payloads `group` has not acknowledged: leased (pending) or not yet delivered, in stream
+        order. LookupError when the stream or group does not exist."""
+
+    # -- shared values ------------------------------------------------------------------------
     @abstractmethod
     def set_value(self, key: str, value: str) -> None:
         """Set a shared value (the announced policy version)."""
@@ -106,6 +147,14 @@ class ReplayQueue(ABC):
     @abstractmethod
     def get_value(self, key: str) -> str | None:
         """Read a shared value; None when unset."""
+
+    @abstractmethod
+    def delete_value(self, key: str) -> None:
+        """Unset a shared value (no error when unset)."""
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """True when the queue answers; raises the backend's connection error when it cannot."""
 
     def close(self) -> None:
         """Release connections."""

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from relayrl.replay.base import AckRef, Entry, ReplayQueue
+from relayrl.replay.base import AckRef, ConsumerInfo, Entry, GroupInfo, ReplayQueue
 
 _Id = tuple[int, int]
 
@@ -50,6 +50,8 @@ class _Pending:
 @dataclass
 class _Group:
     last_id: _Id = (0, 0)
+    # consumer -> when it last leased or renewed (XINFO CONSUMERS' idle time)
+    seen: dict[str, float] = field(default_factory=dict)
     # Insertion order is id order: new leases only ever append larger ids, and reclaims and
     # renewals update entries in place (the order XAUTOCLAIM scans the PEL in).
     pel: dict[str, _Pending] = field(default_factory=dict)
@@ -159,6 +161,7 @@ class MemoryReplayQueue(ReplayQueue):
         deadline = time.monotonic() + block_s
         with self._cond:
             s, g = self._group(stream, group)
+            g.seen[consumer] = self._clock()
             out = self._reclaim(s, g, consumer, count, reclaim_idle_s) if reclaim_idle_s is not None else []
             if len(out) < count:
                 out += self._read_new(s, g, consumer, count - len(out))
@@ -175,6 +178,7 @@ class MemoryReplayQueue(ReplayQueue):
         with self._cond:
             s, g = self._group(stream, group)
             now = self._clock()
+            g.seen[consumer] = now
             out: list[Entry] = []
             for entry_id, p in g.pel.items():
                 if len(out) >= count:
@@ -188,6 +192,7 @@ class MemoryReplayQueue(ReplayQueue):
         with self._cond:
             _, g = self._group(stream, group)
             now = self._clock()
+            g.seen[consumer] = now
             for entry_id in ids:
                 p = g.pel.get(entry_id)
                 if p is not None and p.consumer == consumer:
@@ -231,9 +236,45 @@ class MemoryReplayQueue(ReplayQueue):
             del s.ids[:keep_from], s.id_strs[:keep_from]
             return keep_from
 
+    def group_info(self, stream: str, group: str) -> GroupInfo | None:
+        with self._cond:
+            s = self._streams.get(stream)
+            g = s.groups.get(group) if s is not None else None
+            if g is None:
+                return None
+            consumers = len({p.consumer for p in g.pel.values()} | set(g.seen))
+            return GroupInfo(group, consumers, len(g.pel), len(s.ids) - bisect.bisect_right(s.ids, g.last_id))
+
+    def consumers(self, stream: str, group: str) -> list[ConsumerInfo]:
+        with self._cond:
+            s = self._streams.get(stream)
+            g = s.groups.get(group) if s is not None else None
+            if g is None:
+                return []
+            now = self._clock()
+            held: dict[str, int] = {}
+            for p in g.pel.values():
+                held[p.consumer] = held.get(p.consumer, 0) + 1
+            return [ConsumerInfo(name, held.get(name, 0), now - g.seen[name]) for name in sorted(g.seen)]
+
+    def recent(self, stream: str, count: int) -> list[bytes]:
+        with self._cond:
+            s = self._streams.get(stream)
+            return [] if s is None else [s.payloads[i] for i in reversed(s.id_strs[-count:])] if count > 0 else []
+
+    def unfinished(self, stream: str, group: str) -> list[bytes]:
+        with self._cond:
+            s, g = self._group(stream, group)
+            start = bisect.bisect_right(s.ids, g.last_id)
+            return [s.payloads[i] for k, i in enumerate(s.id_strs) if k >= start or i in g.pel]
+
     def set_value(self, key: str, value: str) -> None:
         with self._cond:
             self._values[key] = value
+
+    def delete_value(self, key: str) -> None:
+        with self._cond:
+            self._values.pop(key, None)
 
     def get_value(self, key: str) -> str | None:
         with self._cond:

@@ -25,7 +25,7 @@ import re
 
 import redis
 
-from relayrl.replay.base import AckRef, Entry, ReplayQueue
+from relayrl.replay.base import AckRef, ConsumerInfo, Entry, GroupInfo, ReplayQueue
 
 _ID = re.compile(rb"^\d+(-\d+)?$")
 _FIELD = b"d"
@@ -58,12 +58,20 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:
+    ms, _, seq = _text(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
 class RedisReplayQueue(ReplayQueue):
     """`ReplayQueue` over a Redis server at `url` (`redis://host:port/db`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout_s: float | None = None) -> None:
+        """`timeout_s` bounds connecting and each reply (None: redis-py's default, no timeout;
+        a read-only observer such as the gateway sets one so a dead Redis cannot hang it)."""
         self.url = url
-        self._r = redis.Redis.from_url(url, decode_responses=False, protocol=2)
+        self._r = redis.Redis.from_url(url, decode_responses=False, protocol=2, socket_timeout=timeout_s,
+                                       socket_connect_timeout=timeout_s)
         self._renew = self._r.register_script(_RENEW)
 
     def ensure_group(self, stream: str, group: str) -> None:
@@ -153,14 +161,14 @@ class RedisReplayQueue(ReplayQueue):
         return int(self._r.xack(stream, group, *ids)) if ids else 0
 
     def lag(self, stream: str, group: str) -> int:
-        for info in self._r.xinfo_groups(stream):
-            if _text(info["name"]) == group:
-                if info.get("lag") is not None:
-                    return int(info["lag"])
-                # Redis reports no lag when it cannot derive it from counters (entries deleted
-                # from the middle of the stream): count the entries after the group's cursor.
-                return self._count_after(stream, _text(info["last-delivered-id"]))
-        raise LookupError(f"no consumer group {group!r} on stream {stream!r}")
+        info = self._groups(stream).get(group)
+        if info is None:
+            raise LookupError(f"no consumer group {group!r} on stream {stream!r}")
+        if info.get("lag") is not None:
+            return int(info["lag"])
+        # Redis reports no lag when it cannot derive it from counters (entries deleted from the
+        # middle of the stream): count the entries after the group's cursor.
+        return self._count_after(stream, _text(info["last-delivered-id"]))
 
     def _count_after(self, stream: str, last_id: str) -> int:
         n, start = 0, f"({last_id}"
@@ -184,24 +192,70 @@ class RedisReplayQueue(ReplayQueue):
             return 0
 
     def trim(self, stream: str) -> int:
-        try:
-            groups = self._r.xinfo_groups(stream)
-        except redis.ResponseError:  # no such stream: nothing to trim
-            return 0
-        if not groups:
+        groups = self._groups(stream)
+        if not groups:  # no such stream, or no group: nothing is known to be done with
             return 0
         bounds = []
-        for g in groups:
-            ms, seq = map(int, _text(g["last-delivered-id"]).split("-"))
+        for name, g in groups.items():
+            ms, seq = _id_tuple(g["last-delivered-id"])
             bounds.append((ms, seq + 1))  # the first entry this group has not been delivered
             if int(g["pending"]):
-                low = self._r.xpending(stream, g["name"])["min"]
-                bounds.append(tuple(map(int, _text(low).split("-"))))
+                bounds.append(_id_tuple(self._r.xpending(stream, name)["min"]))
         ms, seq = min(bounds)
         return int(self._r.xtrim(stream, minid=f"{ms}-{seq}", approximate=False))
 
+    def _groups(self, stream: str) -> dict[str, dict]:
+        try:
+            return {_text(g["name"]): g for g in self._r.xinfo_groups(stream)}
+        except redis.ResponseError:  # no such stream
+            return {}
+
+    def group_info(self, stream: str, group: str) -> GroupInfo | None:
+        info = self._groups(stream).get(group)
+        if info is None:
+            return None
+        lag = info.get("lag")
+        waiting = int(lag) if lag is not None else self._count_after(stream, _text(info["last-delivered-id"]))
+        return GroupInfo(group, int(info["consumers"]), int(info["pending"]), waiting)
+
+    def consumers(self, stream: str, group: str) -> list[ConsumerInfo]:
+        if group not in self._groups(stream):
+            return []
+        rows = self._r.xinfo_consumers(stream, group)
+        return sorted((ConsumerInfo(_text(r["name"]), int(r["pending"]), int(r["idle"]) / 1000) for r in rows),
+                      key=lambda c: c.name)
+
+    def recent(self, stream: str, count: int) -> list[bytes]:
+        if count <= 0:
+            return []
+        return [fields[_FIELD] for _, fields in self._r.xrevrange(stream, count=count)]
+
+    def unfinished(self, stream: str, group: str) -> list[bytes]:
+        info = self._groups(stream).get(group)
+        if info is None:
+            raise LookupError(f"no consumer group {group!r} on stream {stream!r}")
+        last = _id_tuple(info["last-delivered-id"])
+        pending: set[tuple[int, int]] = set()
+        start = "-"
+        while True:  # the whole pending list, a page at a time
+            rows = self._r.xpending_range(stream, group, start, "+", _XRANGE_PAGE)
+            pending.update(_id_tuple(r["message_id"]) for r in rows)
+            if len(rows) < _XRANGE_PAGE:
+                break
+            start = f"({_text(rows[-1]['message_id'])}"
+        out, start = [], "-"
+        while True:
+            page = self._r.xrange(stream, min=start, max="+", count=_XRANGE_PAGE)
+            out += [fields[_FIELD] for i, fields in page if _id_tuple(i) in pending or _id_tuple(i) > last]
+            if len(page) < _XRANGE_PAGE:
+                return out
+            start = f"({_text(page[-1][0])}"
+
     def set_value(self, key: str, value: str) -> None:
         self._r.set(key, value)
+
+    def delete_value(self, key: str) -> None:
+        self._r.delete(key)
 
     def get_value(self, key: str) -> str | None:
         value = self._r.get(key)
