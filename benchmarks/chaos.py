@@ -31,7 +31,8 @@ from pathlib import Path
 
 from relayrl.config import RunConfig
 from relayrl.ledger import account
-from relayrl.local import _die_with_parent, assign_endpoints, free_port, redis_command, wait_port
+from relayrl.local import _die_with_parent, assign_endpoints
+from relayrl.replay.private_redis import free_port, redis_command, wait_port
 from relayrl.rpc import TOKEN_ENV, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]

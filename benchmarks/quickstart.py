@@ -42,7 +42,8 @@ def main() -> None:
         entropy = sum(r["entropy"] for r in chunk) / len(chunk)
         length = sum(r["response_length_mean"] for r in chunk) / len(chunk)
         curve.append(round(reward, 4))
-        print(f"{chunk[0]['step']:>5}-{chunk[-1]['step']:<5}  {reward:6.3f}  {entropy:7.2f}  {length:6.2f}  {chunk[-1]['wall_s']:7.1f}")
+        steps = f"{chunk[0]['step']:>5}-{chunk[-1]['step']:<5}"
+        print(f"{steps}  {reward:6.3f}  {entropy:7.2f}  {length:6.2f}  {chunk[-1]['wall_s']:7.1f}")
     print(json.dumps({**summary, "reward_gain": round(summary["reward_last"] - summary["reward_first"], 4),
                       "curve": curve, "out": str(out)}))
 

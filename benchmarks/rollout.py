@@ -49,8 +49,7 @@ def main() -> None:
 
     from vllm.inputs import TokensPrompt
 
-    from relayrl.config import (MemoryQueue, RolloutConfig, RunConfig, SamplingConfig, StreamKeys,
-                                TinyModelConfig, VllmConfig)
+    from relayrl.config import MemoryQueue, RolloutConfig, RunConfig, SamplingConfig, StreamKeys, TinyModelConfig, VllmConfig
     from relayrl.learner.weights import InProcessWeightSource, WeightStore
     from relayrl.model.tiny import init_tiny
     from relayrl.replay import make_queue

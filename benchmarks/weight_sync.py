@@ -71,7 +71,7 @@ def socket_baseline(payload: bytes) -> float:
         while got < len(buf):
             n = c.recv_into(view[got:], min(1 << 22, len(buf) - got))
             if n == 0:
-                raise IOError("socket closed early")
+                raise OSError("socket closed early")
             got += n
     dt = time.perf_counter() - t0
     srv.close()

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 echo "== lint (ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade)"
-.venv/bin/ruff check services tests
+.venv/bin/ruff check services tests benchmarks scripts
 echo "== fast suite"
 .venv/bin/python -m pytest -m "not slow and not gpu and not vllm and not ray" -q
 echo "== slow suite (end to end)"

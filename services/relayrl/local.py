@@ -14,9 +14,7 @@ import ctypes
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relayrl.config import RunConfig, StreamKeys
+from relayrl.replay.private_redis import free_port, redis_command, wait_port
 
 PR_SET_PDEATHSIG = 1
 
@@ -31,12 +30,6 @@ PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:
     """preexec_fn: deliver SIGTERM to the child when the launcher dies, however it dies."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -78,32 +71,6 @@ class Processes:
             except subprocess.TimeoutExpired:
                 c.proc.kill()
                 c.proc.wait()
-
-
-def redis_command(port: int, data_dir: Path) -> list[str]:
-    """argv of a private, durable redis-server on loopback `port` with its files in `data_dir`.
-
-    The append-only file is fsynced on every write, so a Redis killed at any moment comes back
-    with every write it acknowledged (a prompt admitted, a group scored, a lease acknowledged);
-    full means refuse writes (backpressure), never evict: an evicted stream is lost work."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server not found: run scripts/setup.sh (apt-get install redis-server)")
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", "",
-            "--appendonly", "yes", "--appendfsync", "always", "--maxmemory", "2gb", "--maxmemory-policy", "noeviction"]
-
-
-def wait_port(port: int, timeout_s: float = 15.0) -> None:
-    """Block until something accepts connections on loopback `port`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
 
 
 def start_redis(procs: Processes, out: Path) -> str:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from relayrl.config import LearnerConfig, RedisQueue, RolloutConfig, RunConfig
 from relayrl.gateway.app import create_app
 from relayrl.gateway.settings import GatewaySettings
+from relayrl.replay.private_redis import free_port
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -136,7 +137,6 @@ def test_a_dead_service_is_unavailable_and_no_redis_is_503(redis_url):
 @pytest.fixture
 def gateway_url(world):
     """The gateway served by uvicorn on a loopback port, over a run with some scored groups."""
-    import socket
     import threading
     import time
 
@@ -144,9 +144,7 @@ def gateway_url(world):
 
     world["learner"].admit()
     world["actor"].step()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(world["settings"]), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -18,7 +18,7 @@ import redis
 import yaml
 
 from relayrl.config import StreamKeys
-from relayrl.local import free_port
+from relayrl.replay.private_redis import free_port
 from relayrl.reward.client import GrpcRewardClient, Saturated
 from relayrl.rpc import wait_ready
 from relayrl.wire import common_pb2
