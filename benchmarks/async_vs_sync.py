@@ -40,7 +40,7 @@ def config(mode: str, args) -> dict:
     cfg["rollout"]["prompts_per_batch"] = 4
     cfg["rollout"]["sampling"]["group_size"] = args.group_size
     cfg["learner"].update(batch_groups=args.batch, max_staleness=args.max_staleness, steps=100_000,
-                          checkpoint_every=100_000)
+                          checkpoint={"every": 100_000})
     cfg["reward"]["slow_lane"] = {
         "kinds": ["math"], "service_workers": 1, "concurrency": 1024, "lease_s": 30, "poll_s": 0.5,
         "emulate_latency": {"median_s": args.median_s, "p99_s": args.p99_s, "max_s": 600, "seed": args.seed}}

@@ -105,8 +105,11 @@ def run(steps: int, kill_every: float, seed: int, out: Path, kills_at_steps: int
     cfg = RunConfig.load(ROOT / "configs" / "quickstart.yaml")
     redis_port = free_port()
     url = f"redis://127.0.0.1:{redis_port}/0"
-    cfg = cfg.model_copy(update={"run": "chaos", "queue": cfg.queue.model_copy(update={"url": url, "lease_idle_s": 3.0}),
-                                 "learner": cfg.learner.model_copy(update={"steps": steps, "checkpoint_every": 5})})
+    data = cfg.model_dump(mode="json")
+    data["run"] = "chaos"
+    data["queue"].update(url=url, lease_idle_s=3.0)
+    data["learner"].update(steps=steps, checkpoint={"every": 5})
+    cfg = RunConfig.parse(data)  # validated: a misspelt key would fail here, not be ignored
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     cfg_path = out / "config.yaml"

@@ -49,10 +49,11 @@ def main() -> None:
 
     from vllm.inputs import TokensPrompt
 
-    from relayrl.config import MemoryQueue, RolloutConfig, RunConfig, SamplingConfig, StreamKeys, TinyModelConfig, VllmConfig
+    from relayrl.config import MemoryQueue, RolloutConfig, RunConfig, SamplingConfig, TinyModelConfig, VllmEngineConfig
     from relayrl.learner.weights import InProcessWeightSource, WeightStore
     from relayrl.model.tiny import init_tiny
     from relayrl.replay import make_queue
+    from relayrl.replay.keys import StreamKeys
     from relayrl.rollout.actor import Actor
     from relayrl.rollout.vllm_engine import VllmEngine
     from relayrl.wire import common_pb2
@@ -61,7 +62,7 @@ def main() -> None:
     tiny = TinyModelConfig(hidden_size=args.hidden, num_layers=args.layers, num_heads=args.hidden // 64,
                            max_position_embeddings=args.tokens + 32)
     model_dir = init_tiny(f"{tmp}/model", tiny)
-    engine = VllmEngine(str(model_dir), VllmConfig(max_model_len=tiny.max_position_embeddings))
+    engine = VllmEngine(str(model_dir), VllmEngineConfig(max_model_len=tiny.max_position_embeddings))
     rng = random.Random(0)
     prompts = ["".join(rng.choice("0123456789") for _ in range(rng.randrange(3, 12))) + "?"
                for _ in range(args.prompts)]

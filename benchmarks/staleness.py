@@ -35,7 +35,7 @@ def run(model_dir: str, objective: str, staleness: int, args) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from relayrl.config import LearnerConfig, RewardConfig, RewardWeights, RunConfig, SamplingConfig
+    from relayrl.config import LossConfig, RewardConfig, RewardWeights, RunConfig, SamplingConfig
     from relayrl.learner.algorithms import resolve
     from relayrl.learner.update import prepare, update
     from relayrl.reward.math_verifier import MathVerifier
@@ -45,16 +45,17 @@ def run(model_dir: str, objective: str, staleness: int, args) -> dict:
     from relayrl.wire import common_pb2
 
     base = RunConfig.load(ROOT / "configs" / "quickstart.yaml")
-    lc = LearnerConfig(**{**base.learner.model_dump(), "objective": objective,
-                          "tis_cap": args.tis_cap if objective == "decoupled" and args.tis_cap > 0 else None,
-                          "minibatches": args.minibatches, "lr": args.lr, "clip_eps": args.clip_eps})
-    spec = resolve(lc, base.rollout.sampling.max_new_tokens)
+    loss = LossConfig(**{**base.learner.loss.model_dump(), "objective": objective, "clip_eps": args.clip_eps,
+                         "tis_cap": args.tis_cap if objective == "decoupled" and args.tis_cap > 0 else None})
+    lc = base.learner.model_copy(update={"minibatches": args.minibatches, "loss": loss,
+                                         "optim": base.learner.optim.model_copy(update={"lr": args.lr})})
+    spec = resolve(lc.loss, base.rollout.sampling.max_new_tokens)
     sampling: SamplingConfig = base.rollout.sampling
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).train()
-    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval() if lc.kl_beta > 0 else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lc.lr, weight_decay=lc.weight_decay)
+    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval() if lc.loss.kl_beta > 0 else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lc.optim.lr, weight_decay=lc.optim.weight_decay)
     engine = TransformersEngine(model_dir)
     verifier = MathVerifier(RewardConfig(weights=RewardWeights(accuracy=1.0, format=0.0)))
     prompts = stream(base.task)
@@ -73,7 +74,7 @@ def run(model_dir: str, objective: str, staleness: int, args) -> dict:
                     group_id=gid, samples=[to_sample(gid, i, c) for i, c in enumerate(completions)],
                     scores=[verifier.score(c.text, item.answer).to_proto() for c in completions]))
             stats = update(model, optimizer, None, prepare(batch, spec), spec, sampling.temperature,
-                           engine.pad_id, lc.grad_clip, lc.minibatches, ref)
+                           engine.pad_id, lc.optim.grad_clip, lc.minibatches, ref)
             history.append(copy.deepcopy(model.state_dict()))
             curve.append(stats["reward_mean"])
             entropy.append(stats["entropy"])

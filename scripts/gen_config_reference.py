@@ -4,7 +4,7 @@ import re
 import sys
 from pathlib import Path
 
-from relayrl.config import reference_markdown
+from relayrl.config.reference import reference_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"(<!-- config-reference:start -->\n).*?(<!-- config-reference:end -->)", re.S)

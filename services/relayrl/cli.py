@@ -333,7 +333,13 @@ def distill_command(teacher: Path = typer.Argument(..., exists=True, file_okay=F
 
 
 def main() -> None:
-    app()
+    from relayrl.config import ConfigError
+
+    try:
+        app()
+    except ConfigError as exc:  # a person's mistake in a file: one line per problem, no traceback
+        typer.echo(f"config error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

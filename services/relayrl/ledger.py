@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relayrl.config import StreamKeys
+from relayrl.replay.keys import StreamKeys
 
 
 @dataclass

@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from relayrl.config import RunConfig, StreamKeys
+from relayrl.config import RunConfig
+from relayrl.replay.keys import StreamKeys
 from relayrl.replay.private_redis import free_port, redis_command, wait_port
 
 PR_SET_PDEATHSIG = 1

@@ -10,7 +10,7 @@ import grpc
 import redis
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from relayrl.config import StreamKeys
+from relayrl.replay.keys import StreamKeys
 from relayrl.replay.redis_queue import RedisReplayQueue
 from relayrl.rpc import channel
 from relayrl.wire import learner_pb2, learner_pb2_grpc

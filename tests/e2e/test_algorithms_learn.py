@@ -25,14 +25,14 @@ STEPS = 300  # the quickstart's length
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("learner", [
+@pytest.mark.parametrize("loss", [
     {"algorithm": "dr_grpo", "kl_beta": 0.01},
     {"algorithm": "dapo", "kl_beta": 0.1},
     {"algorithm": "rloo", "kl_beta": 0.01},
 ], ids=["dr_grpo", "dapo", "rloo"])
-def test_algorithm_learns_the_quickstart(tmp_path, learner):
+def test_algorithm_learns_the_quickstart(tmp_path, loss):
     data = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
-    data["learner"].update(learner)
+    data["learner"]["loss"].update(loss)
     config, out = tmp_path / "run.yaml", tmp_path / "out"
     config.write_text(yaml.safe_dump(data))
     result = subprocess.run([sys.executable, "-m", "relayrl.cli", "train", str(config), "--out", str(out),
@@ -40,12 +40,12 @@ def test_algorithm_learns_the_quickstart(tmp_path, learner):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    print(learner, json.dumps(summary))
+    print(loss, json.dumps(summary))
     assert summary["steps"] == STEPS
     assert summary["reward_last"] - summary["reward_first"] >= 0.3
     for key in ("entropy", "clip_frac", "response_length_mean", "mismatch_kl", "ess"):
         assert all(key in r for r in records), key
     status = json.loads((out / "learner-status.json").read_text())
-    assert status["algorithm"] == learner["algorithm"]
-    if learner["algorithm"] == "dapo":
+    assert status["algorithm"] == loss["algorithm"]
+    if loss["algorithm"] == "dapo":
         assert status["groups_dropped"]["zero_variance"] > 0  # dynamic sampling skipped some groups

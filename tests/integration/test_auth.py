@@ -7,7 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from relayrl.config import LearnerConfig, RunConfig
+from relayrl.config import LearnerConfig, PublishConfig, RunConfig
 from relayrl.learner.server import serve as serve_learner
 from relayrl.learner.trainer import Learner
 from relayrl.learner.weights import GrpcWeightSource
@@ -22,7 +22,7 @@ TOKEN = "s3cret-token"
 @pytest.fixture
 def servers(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    cfg = RunConfig(learner=LearnerConfig(wire_dtype="float32"))
+    cfg = RunConfig(learner=LearnerConfig(weights=PublishConfig(wire_dtype="float32")))
     queue = MemoryReplayQueue()
     learner = Learner(cfg, queue, str(tiny_model_dir), tmp_path)
     learner.publish()

@@ -12,8 +12,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from relayrl.config import CodeConfig, LaneConfig, LanesConfig, RewardConfig, RewardWeights, StreamKeys, keys
+from relayrl.config import CodeConfig, LaneConfig, LanesConfig, RewardConfig, RewardWeights
 from relayrl.replay import MemoryReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.reward.client import GrpcRewardClient, Saturated
 from relayrl.reward.server import SERVICE_NAME, serve
 from relayrl.wire import common_pb2
@@ -46,7 +47,7 @@ def test_attacks_over_grpc_leave_the_service_serving():
 
 def test_a_saturated_lane_answers_resource_exhausted_and_math_still_flows():
     queue = MemoryReplayQueue()
-    queue.ensure_group(keys(RUN).groups, StreamKeys.LEARNER)
+    queue.ensure_group(StreamKeys(RUN).groups, StreamKeys.LEARNER)
     cfg = RewardConfig(code=CodeConfig(concurrency=1), lanes=LanesConfig(code=LaneConfig(workers=1, max_pending=2)))
     server = serve(cfg, queue, RUN, port=0)
     client = GrpcRewardClient(server.address)
@@ -61,7 +62,7 @@ def test_a_saturated_lane_answers_resource_exhausted_and_math_still_flows():
         assert client.score("math", "\\boxed{5}", "5").outcome == "pass"  # another lane is unaffected
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            entries = queue.lease(keys(RUN).groups, StreamKeys.LEARNER, "l1", 1, block_s=0.2)
+            entries = queue.lease(StreamKeys(RUN).groups, StreamKeys.LEARNER, "l1", 1, block_s=0.2)
             if entries:
                 break
         scored = common_pb2.Group.FromString(entries[0].payload)
@@ -74,7 +75,7 @@ def test_a_saturated_lane_answers_resource_exhausted_and_math_still_flows():
 
 def test_language_reward_composes_with_accuracy_by_weight():
     queue = MemoryReplayQueue()
-    queue.ensure_group(keys(RUN).groups, StreamKeys.LEARNER)
+    queue.ensure_group(StreamKeys(RUN).groups, StreamKeys.LEARNER)
     cfg = RewardConfig(weights=RewardWeights(accuracy=1.0, format=0.0, language=0.5))
     server = serve(cfg, queue, RUN, port=0)
     client = GrpcRewardClient(server.address)
@@ -86,7 +87,7 @@ def test_language_reward_composes_with_accuracy_by_weight():
                                  samples=[common_pb2.Sample(sample_id=f"m1/{i}", text=t) for i, t in enumerate(texts)])
         assert client.submit(group) is True
         deadline = time.monotonic() + 20
-        while not (entries := queue.lease(keys(RUN).groups, StreamKeys.LEARNER, "l1", 1, block_s=0.2)):
+        while not (entries := queue.lease(StreamKeys(RUN).groups, StreamKeys.LEARNER, "l1", 1, block_s=0.2)):
             assert time.monotonic() < deadline
         scored = common_pb2.Group.FromString(entries[0].payload)
         assert [s.reward for s in scored.scores] == [1.5, 1.25, 0.0]

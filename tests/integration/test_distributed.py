@@ -8,12 +8,12 @@ statistics every rank returns (all-reduced: the whole batch's, not the rank's ow
 import torch
 import torch.multiprocessing as mp
 
-from relayrl.config import LearnerConfig
+from relayrl.config import LearnerConfig, LossConfig
 from relayrl.learner.algorithms import resolve
 from relayrl.learner.update import prepare, update
 
 TEMPERATURE, GRAD_CLIP = 1.0, 1.0
-LC = LearnerConfig(algorithm="rloo", objective="decoupled", tis_cap=2.0, minibatches=2, kl_beta=0.05)
+LC = LearnerConfig(loss=LossConfig(algorithm="rloo", objective="decoupled", tis_cap=2.0, kl_beta=0.05), minibatches=2)
 
 
 def _model(model_dir):
@@ -26,7 +26,7 @@ def _model(model_dir):
 def _rows():
     from tests.integration.test_resume import groups
 
-    return prepare(groups(6, seed=3), resolve(LC, max_new_tokens=16))
+    return prepare(groups(6, seed=3), resolve(LC.loss, max_new_tokens=16))
 
 
 def _rank(rank: int, world: int, init_file: str, model_dir: str, out: str) -> None:
@@ -42,7 +42,7 @@ def _rank(rank: int, world: int, init_file: str, model_dir: str, out: str) -> No
     opt = torch.optim.AdamW(ddp.parameters(), lr=1e-3)
     # micro-batches of 4 of each rank's 6 rows per minibatch: gradients accumulate (without a DDP
     # sync until the last one) to what one process computes on whole minibatches
-    updater = DistributedUpdater(ddp, opt, None, resolve(LC, 16), TEMPERATURE, 0, GRAD_CLIP, LC.minibatches, ref,
+    updater = DistributedUpdater(ddp, opt, None, resolve(LC.loss, 16), TEMPERATURE, 0, GRAD_CLIP, LC.minibatches, ref,
                                  micro_batch_rows=4)
     if rank == 0:
         stats = updater.step(_rows())
@@ -62,7 +62,7 @@ def test_two_gloo_processes_make_the_same_update_as_one(tiny_model_dir, tmp_path
     model, ref = _model(tiny_model_dir), _model(tiny_model_dir).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    single_stats = update(model, opt, None, rows, resolve(LC, 16), TEMPERATURE, 0, GRAD_CLIP, LC.minibatches, ref)
+    single_stats = update(model, opt, None, rows, resolve(LC.loss, 16), TEMPERATURE, 0, GRAD_CLIP, LC.minibatches, ref)
     single = model.state_dict()
 
     out = tmp_path / "rank0.pt"

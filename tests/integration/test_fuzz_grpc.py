@@ -17,7 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relayrl.config import LearnerConfig, RolloutConfig, RunConfig, SamplingConfig
+from relayrl.config import LearnerConfig, PublishConfig, RolloutConfig, RunConfig, SamplingConfig
 from relayrl.learner.server import serve as serve_learner
 from relayrl.learner.trainer import Learner
 from relayrl.learner.weights import InProcessWeightSource
@@ -41,7 +41,7 @@ FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(Healt
 
 @pytest.fixture(scope="module")
 def addresses(tiny_model_dir, tmp_path_factory):
-    cfg = RunConfig(learner=LearnerConfig(wire_dtype="float32"),
+    cfg = RunConfig(learner=LearnerConfig(weights=PublishConfig(wire_dtype="float32")),
                     rollout=RolloutConfig(sampling=SamplingConfig(max_new_tokens=4)))
     queue = MemoryReplayQueue()
     learner = Learner(cfg, queue, str(tiny_model_dir), tmp_path_factory.mktemp("learner"))

@@ -10,7 +10,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
-from relayrl.config import LearnerConfig, RedisQueue, RolloutConfig, RunConfig
+from relayrl.config import LearnerConfig, PublishConfig, RedisQueue, RolloutConfig, RunConfig
 from relayrl.gateway.app import create_app
 from relayrl.gateway.settings import GatewaySettings
 from relayrl.replay.private_redis import free_port
@@ -33,7 +33,7 @@ def world(redis_url, tiny_model_dir, tmp_path):
     from relayrl.rollout.server import serve as serve_actor
 
     cfg = RunConfig(run="gw", queue=RedisQueue(url=redis_url), rollout=RolloutConfig(prompts_per_batch=3),
-                    learner=LearnerConfig(batch_groups=4, wire_dtype="float32"))
+                    learner=LearnerConfig(batch_groups=4, weights=PublishConfig(wire_dtype="float32")))
     reward = serve_reward(cfg.reward, RedisReplayQueue(redis_url), cfg.run)
     learner = Learner(cfg, RedisReplayQueue(redis_url), str(tiny_model_dir), tmp_path / "learner")
     learner_server, learner_port = serve_learner(learner, 0)

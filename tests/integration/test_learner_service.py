@@ -6,7 +6,7 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from relayrl.config import LearnerConfig, RunConfig
+from relayrl.config import LearnerConfig, PublishConfig, RunConfig
 from relayrl.learner.server import serve
 from relayrl.learner.trainer import Learner
 from relayrl.learner.weights import GrpcWeightSource
@@ -17,7 +17,7 @@ from relayrl.wire import learner_pb2, learner_pb2_grpc
 
 @pytest.fixture
 def learner(tiny_model_dir, tmp_path):
-    cfg = RunConfig(learner=LearnerConfig(wire_dtype="float32", chunk_bytes=4096, keep_versions=2))
+    cfg = RunConfig(learner=LearnerConfig(weights=PublishConfig(wire_dtype="float32", chunk_bytes=4096, keep_versions=2)))
     learner = Learner(cfg, MemoryReplayQueue(), str(tiny_model_dir), tmp_path)
     server, port = serve(learner, 0)
     yield learner, f"127.0.0.1:{port}"
@@ -41,7 +41,7 @@ def test_weights_round_trip_bit_exact_in_many_chunks(learner):
 
 def test_bf16_wire_dtype_and_version_eviction(learner):
     learner, address = learner
-    learner.cfg.learner.wire_dtype = "bfloat16"
+    learner.cfg.learner.weights.wire_dtype = "bfloat16"
     for v in range(3):
         learner.version = v
         with torch.no_grad():

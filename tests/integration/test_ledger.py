@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from relayrl.config import StreamKeys
 from relayrl.ledger import account
 from relayrl.replay import RedisReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.wire import common_pb2
 
 

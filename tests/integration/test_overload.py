@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 import yaml
 
-from relayrl.config import StreamKeys
+from relayrl.replay.keys import StreamKeys
 from relayrl.replay.private_redis import free_port
 from relayrl.reward.client import GrpcRewardClient, Saturated
 from relayrl.rpc import wait_ready

@@ -7,10 +7,11 @@ import random
 import pytest
 import torch
 
-from relayrl.config import LearnerConfig, RunConfig, StreamKeys
+from relayrl.config import CheckpointConfig, LearnerConfig, LossConfig, OptimConfig, PublishConfig, RunConfig
 from relayrl.learner.checkpoint import latest, read_state
 from relayrl.learner.trainer import Learner
 from relayrl.replay import RedisReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.wire import common_pb2
 
 
@@ -30,8 +31,9 @@ def groups(n: int, seed: int = 0) -> list[common_pb2.Group]:
 
 
 def make(tiny_model_dir, out, redis_url, run, resume=False):
-    cfg = RunConfig(run=run, learner=LearnerConfig(batch_groups=2, max_staleness=100, checkpoint_every=1,
-                                                   wire_dtype="float32", lr_warmup_steps=3, kl_beta=0.05))
+    cfg = RunConfig(run=run, learner=LearnerConfig(
+        batch_groups=2, max_staleness=100, checkpoint=CheckpointConfig(every=1),
+        weights=PublishConfig(wire_dtype="float32"), optim=OptimConfig(lr_warmup_steps=3), loss=LossConfig(kl_beta=0.05)))
     return Learner(cfg, RedisReplayQueue(redis_url), str(tiny_model_dir), out, resume=resume)
 
 
@@ -139,7 +141,7 @@ def test_kill_9_the_learner_mid_run_and_resume_loses_no_group_and_trains_none_tw
     data = yaml.safe_load((root / "configs" / "quickstart.yaml").read_text())
     data["run"] = "killed"
     data["queue"].update(url=redis_url, lease_idle_s=2)
-    data["learner"].update(batch_groups=8, checkpoint_every=4, steps=20)
+    data["learner"].update(batch_groups=8, checkpoint={"every": 4}, steps=20)
     config, out = tmp_path / "run.yaml", tmp_path / "out"
     config.write_text(yaml.safe_dump(data))
     cli = [sys.executable, "-m", "relayrl.cli", "train", str(config), "--out", str(out), "--quiet"]

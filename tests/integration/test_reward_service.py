@@ -11,8 +11,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from relayrl.config import RewardConfig, RewardWeights, StreamKeys, keys
+from relayrl.config import RewardConfig, RewardWeights
 from relayrl.replay import MemoryReplayQueue, RedisReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.reward.client import GrpcRewardClient, InProcessRewardClient, Saturated
 from relayrl.reward.server import SERVICE_NAME, serve
 from relayrl.wire import common_pb2, reward_pb2, reward_pb2_grpc
@@ -32,7 +33,7 @@ def make_group(group_id: str, texts: list[str], reference: str = "5", kind: str 
 def wait_for_group(queue, timeout_s: float = 10.0) -> common_pb2.Group:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        entries = queue.lease(keys(RUN).groups, StreamKeys.LEARNER, "l1", 1, block_s=0.2)
+        entries = queue.lease(StreamKeys(RUN).groups, StreamKeys.LEARNER, "l1", 1, block_s=0.2)
         if entries:
             group = common_pb2.Group()
             group.ParseFromString(entries[0].payload)
@@ -51,7 +52,7 @@ def running():
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 def test_scored_group_is_written_and_prompt_acked(backend, request):
     queue = MemoryReplayQueue() if backend == "memory" else RedisReplayQueue(request.getfixturevalue("redis_url"))
-    k = keys(RUN)
+    k = StreamKeys(RUN)
     queue.ensure_group(k.prompts, StreamKeys.ACTORS)
     queue.ensure_group(k.groups, StreamKeys.LEARNER)
     entry_id = queue.put(k.prompts, b"prompt")
@@ -127,7 +128,7 @@ def test_health_serving_and_reflection_lists_the_service(running):
 
 def test_saturation_and_infra_error_reach_the_learner_as_such():
     queue = MemoryReplayQueue()
-    queue.ensure_group(keys(RUN).groups, StreamKeys.LEARNER)
+    queue.ensure_group(StreamKeys(RUN).groups, StreamKeys.LEARNER)
     cfg = RewardConfig(workers=1, timeout_s=0.5, max_attempts=1)
     server = serve(cfg, queue, RUN, port=0, max_in_flight=1)
     client = GrpcRewardClient(server.address)
@@ -148,7 +149,7 @@ def test_saturation_and_infra_error_reach_the_learner_as_such():
 
 def test_in_process_client_matches_the_grpc_one(running):
     server, queue = running
-    queue.ensure_group(keys(RUN).groups, StreamKeys.LEARNER)
+    queue.ensure_group(StreamKeys(RUN).groups, StreamKeys.LEARNER)
     client = InProcessRewardClient(server.service)
     assert client.submit(make_group("local", ["\\boxed{5}"])) is True
     assert client.submit(make_group("local", ["\\boxed{5}"])) is False

@@ -9,10 +9,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from relayrl.config import LearnerConfig, RunConfig, StreamKeys
+from relayrl.config import LearnerConfig, PublishConfig, RunConfig
 from relayrl.learner.trainer import Learner
 from relayrl.learner.weights import InProcessWeightSource
 from relayrl.replay import MemoryReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.reward.client import InProcessRewardClient
 from relayrl.reward.service import RewardService
 from relayrl.rollout.actor import Actor
@@ -24,7 +25,7 @@ from relayrl.wire import common_pb2, rollout_pb2, rollout_pb2_grpc
 
 @pytest.fixture
 def stack(tiny_model_dir, tmp_path):
-    cfg = RunConfig(learner=LearnerConfig(batch_groups=2, wire_dtype="float32"))
+    cfg = RunConfig(learner=LearnerConfig(batch_groups=2, weights=PublishConfig(wire_dtype="float32")))
     queue = MemoryReplayQueue()
     learner = Learner(cfg, queue, str(tiny_model_dir), tmp_path)
     reward = RewardService(cfg.reward, queue, cfg.run)

@@ -17,8 +17,9 @@ import time
 import redis
 import yaml
 
-from relayrl.config import RewardConfig, RunConfig, StreamKeys, keys
+from relayrl.config import RewardConfig, RunConfig
 from relayrl.replay import RedisReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.reward.service import RewardService
 from relayrl.reward.slow_lane import Job, Worker
 from relayrl.wire import common_pb2
@@ -48,12 +49,12 @@ def wait_for(predicate, timeout_s: float, what: str):
 
 
 def groups_written(queue: RedisReplayQueue) -> list[common_pb2.Group]:
-    raw = redis.Redis.from_url(queue.url).xrange(keys(RUN).groups)
+    raw = redis.Redis.from_url(queue.url).xrange(StreamKeys(RUN).groups)
     return [common_pb2.Group.FromString(fields[b"d"]) for _, fields in raw]
 
 
 def results(url: str) -> list[dict]:
-    return [json.loads(f[b"d"]) for _, f in redis.Redis.from_url(url).xrange(keys(RUN).swe_results)]
+    return [json.loads(f[b"d"]) for _, f in redis.Redis.from_url(url).xrange(StreamKeys(RUN).swe_results)]
 
 
 def worker_process(tmp_path, url: str, worker_id: str, delay_s: float) -> subprocess.Popen:
@@ -68,7 +69,7 @@ def worker_process(tmp_path, url: str, worker_id: str, delay_s: float) -> subpro
 
 def test_worker_killed_mid_job_is_released_and_scored_once(redis_url, tmp_path):
     queue = RedisReplayQueue(redis_url)
-    k = keys(RUN)
+    k = StreamKeys(RUN)
     queue.ensure_group(k.prompts, StreamKeys.ACTORS)
     entry = queue.put(k.prompts, b"prompt")
     queue.lease(k.prompts, StreamKeys.ACTORS, "actor-0", 1)
@@ -134,17 +135,17 @@ def test_job_failing_every_time_is_dead_lettered_and_its_sample_an_infra_error(r
         (group,) = wait_for(lambda: groups_written(queue), 30, "the group with dead-lettered samples")
         assert [s.outcome for s in group.scores] == [common_pb2.OUTCOME_INFRA_ERROR] * 2
         assert all(json.loads(s.details)["dead_letter"] for s in group.scores)
-        dead = [json.loads(f[b"d"]) for _, f in redis.Redis.from_url(redis_url).xrange(keys(RUN).dead)]
+        dead = [json.loads(f[b"d"]) for _, f in redis.Redis.from_url(redis_url).xrange(StreamKeys(RUN).dead)]
         assert sorted(d["job"]["job_id"] for d in dead) == ["g-dead/0", "g-dead/1"]
         assert {d["deliveries"] for d in dead} == {2} and all("bad SWE task" in d["reason"] for d in dead)
-        assert queue.pending(keys(RUN).swe, StreamKeys.REWARD_WORKERS) == 0
+        assert queue.pending(StreamKeys(RUN).swe, StreamKeys.REWARD_WORKERS) == 0
     finally:
         service.close()
 
 
 def test_job_whose_workers_keep_dying_is_dead_lettered_without_running(redis_url):
     queue = RedisReplayQueue(redis_url)
-    k = keys(RUN)
+    k = StreamKeys(RUN)
     queue.ensure_group(k.swe, StreamKeys.REWARD_WORKERS)
     queue.ensure_group(k.swe_results, StreamKeys.REWARD_SERVICE)
     job = Job("g/0", "g", 0, "math", "\\boxed{5}", "5", k.swe_results, time.time())

@@ -14,9 +14,10 @@ import json
 import pytest
 import redis
 
-from relayrl.config import RunConfig, StreamKeys, keys
+from relayrl.config import RunConfig
 from relayrl.learner import checkpoint as ckpt
 from relayrl.local import run_local
+from relayrl.replay.keys import StreamKeys
 from relayrl.wire import common_pb2
 
 
@@ -28,9 +29,9 @@ def test_every_group_and_sample_is_accounted_for(redis_url, tmp_path):
         "rollout": {"num_actors": 2, "prompts_per_batch": 4, "sampling": {"group_size": 4, "max_new_tokens": 4}},
         "reward": {"slow_lane": {"kinds": ["math"], "service_workers": 1, "concurrency": 64, "poll_s": 0.2,
                                  "emulate_latency": {"median_s": 0.3, "p99_s": 4.0}}},
-        "learner": {"batch_groups": 4, "max_staleness": 1, "steps": 8, "checkpoint_every": 1}})
+        "learner": {"batch_groups": 4, "max_staleness": 1, "steps": 8, "checkpoint": {"every": 1}}})
     run_local(cfg, tmp_path / "out", progress=False)
-    r, k = redis.Redis.from_url(redis_url), keys("acct")
+    r, k = redis.Redis.from_url(redis_url), StreamKeys("acct")
     state = ckpt.read_state(ckpt.latest(tmp_path / "out" / "checkpoints"))
     trained, dropped = set(state["trained"]), state["dropped"]
     assert len(trained) == 8 * 4 and not trained & set(dropped)

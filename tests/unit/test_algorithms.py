@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from relayrl.config import LearnerConfig
+from relayrl.config import LossConfig
 from relayrl.learner.algorithms import (
     AlgoSpec,
     advantages,
@@ -138,16 +138,16 @@ def test_kl_term_enters_the_loss_with_its_estimator():
 
 
 def test_resolve_fills_each_algorithm_s_defaults():
-    dapo = resolve(LearnerConfig(algorithm="dapo"), max_new_tokens=16)
+    dapo = resolve(LossConfig(algorithm="dapo"), max_new_tokens=16)
     assert (dapo.clip_low, dapo.clip_high, dapo.loss_agg, dapo.dynamic_sampling, dapo.overlong_buffer) == \
         (0.2, 0.28, "token_mean", True, 3)
-    grpo = resolve(LearnerConfig(), max_new_tokens=16)
+    grpo = resolve(LossConfig(), max_new_tokens=16)
     assert (grpo.clip_high, grpo.loss_agg, grpo.dynamic_sampling, grpo.overlong_buffer) == (0.2, "token_mean", False, 0)
-    assert resolve(LearnerConfig(algorithm="dr_grpo"), 16).loss_agg == "seq_mean_token_sum_norm"
-    assert resolve(LearnerConfig(algorithm="rloo"), 16).loss_agg == "seq_mean_token_mean"
-    explicit = resolve(LearnerConfig(algorithm="dapo", clip_eps_high=0.3, dynamic_sampling=False, overlong_buffer=0), 16)
+    assert resolve(LossConfig(algorithm="dr_grpo"), 16).loss_agg == "seq_mean_token_sum_norm"
+    assert resolve(LossConfig(algorithm="rloo"), 16).loss_agg == "seq_mean_token_mean"
+    explicit = resolve(LossConfig(algorithm="dapo", clip_eps_high=0.3, dynamic_sampling=False, overlong_buffer=0), 16)
     assert (explicit.clip_high, explicit.dynamic_sampling, explicit.overlong_buffer) == (0.3, False, 0)
     with pytest.raises(ValueError, match="tis_cap needs"):
-        LearnerConfig(tis_cap=2.0)
+        LossConfig(tis_cap=2.0)
     with pytest.raises(ValueError, match="exceeds max_new_tokens"):
-        resolve(LearnerConfig(overlong_buffer=20), 16)
+        resolve(LossConfig(overlong_buffer=20), 16)

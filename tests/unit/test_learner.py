@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from relayrl.config import LearnerConfig, RunConfig, StreamKeys
+from relayrl.config import LearnerConfig, LossConfig, PublishConfig, RunConfig
 from relayrl.learner.trainer import Admission, Learner
 from relayrl.replay import MemoryReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.wire import common_pb2
 
 
@@ -28,7 +29,7 @@ def make_group(gid, versions, rewards, outcome=common_pb2.OUTCOME_PASS):
 
 @pytest.fixture
 def learner(tiny_model_dir, tmp_path):
-    cfg = RunConfig(learner=LearnerConfig(batch_groups=2, max_staleness=1, wire_dtype="float32"))
+    cfg = RunConfig(learner=LearnerConfig(batch_groups=2, max_staleness=1, weights=PublishConfig(wire_dtype="float32")))
     return Learner(cfg, MemoryReplayQueue(), str(tiny_model_dir), tmp_path)
 
 
@@ -98,7 +99,7 @@ def test_paused_admission_admits_nothing_until_resumed(learner):
 
 
 def test_dapo_dynamic_sampling_drops_zero_variance_groups(tiny_model_dir, tmp_path):
-    cfg = RunConfig(learner=LearnerConfig(algorithm="dapo", batch_groups=1, overlong_buffer=0))
+    cfg = RunConfig(learner=LearnerConfig(loss=LossConfig(algorithm="dapo", overlong_buffer=0), batch_groups=1))
     learner = Learner(cfg, MemoryReplayQueue(), str(tiny_model_dir), tmp_path)
     keys = StreamKeys("default")
     learner.queue.put(keys.groups, make_group("same", [0, 0, 0], [1.0, 1.0, 1.0]).SerializeToString())
@@ -112,7 +113,7 @@ def test_prepare_applies_overlong_shaping_before_the_advantages():
     from relayrl.learner.algorithms import resolve
     from relayrl.learner.update import prepare
 
-    spec = resolve(LearnerConfig(algorithm="dr_grpo", overlong_buffer=2), max_new_tokens=4)
+    spec = resolve(LossConfig(algorithm="dr_grpo", overlong_buffer=2), max_new_tokens=4)
     group = make_group("g", [0, 0], [1.0, 1.0])
     group.samples[1].completion_token_ids[:] = [10, 11, 12, 2]  # 4 tokens: the full penalty, -1
     group.samples[1].logprobs[:] = [-3.0] * 4
@@ -161,7 +162,7 @@ def test_micro_batches_change_the_memory_not_the_update(tiny_model_dir, algorith
     from relayrl.learner.update import prepare, update
     from tests.integration.test_resume import groups
 
-    spec = replace(resolve(LearnerConfig(algorithm=algorithm, kl_beta=0.05), 16), objective=objective,
+    spec = replace(resolve(LossConfig(algorithm=algorithm, kl_beta=0.05), 16), objective=objective,
                    tis_cap=2.0 if objective == "decoupled" else None)
     rows = prepare(groups(4, seed=5), spec)  # 16 rows of different lengths
     results = []

@@ -10,7 +10,7 @@ import multiprocessing as mp
 import pytest
 import torch
 
-from relayrl.config import SamplingConfig, TaskConfig, VllmConfig
+from relayrl.config import SamplingConfig, TaskConfig, VllmEngineConfig
 from relayrl.learner.grpo import build_batch, token_logprobs
 
 pytestmark = pytest.mark.vllm
@@ -20,7 +20,7 @@ def _sample_with_vllm(model_dir: str, out) -> None:
     from relayrl.rollout.vllm_engine import VllmEngine
     from relayrl.tasks import render
 
-    engine = VllmEngine(model_dir, VllmConfig(max_model_len=256, gpu_memory_utilization=0.1))
+    engine = VllmEngine(model_dir, VllmEngineConfig(max_model_len=256, gpu_memory_utilization=0.1))
     task = TaskConfig(chat=True, system="Give only the number.")
     prompts = [render(q, task, engine.tokenizer) for q in ("Calculate 2 + 3.", "Calculate 14 - 9.")]
     groups = engine.generate(prompts, SamplingConfig(group_size=2, max_new_tokens=16, temperature=0.7), seed=0)

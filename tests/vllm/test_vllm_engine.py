@@ -7,7 +7,7 @@ whole module: starting one takes tens of seconds.
 import pytest
 import torch
 
-from relayrl.config import SamplingConfig, VllmConfig
+from relayrl.config import SamplingConfig, VllmEngineConfig
 from relayrl.learner.grpo import build_batch, token_logprobs
 from relayrl.rollout.engine import TransformersEngine
 
@@ -21,7 +21,7 @@ PROMPTS = ["12?", "98765?", "31353?"]
 def engine(tiny_model_dir):
     from relayrl.rollout.vllm_engine import VllmEngine
 
-    return VllmEngine(str(tiny_model_dir), VllmConfig(max_model_len=64))
+    return VllmEngine(str(tiny_model_dir), VllmEngineConfig(max_model_len=64))
 
 
 def perturbed(model_dir, seed: int) -> dict:

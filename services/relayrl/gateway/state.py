@@ -14,8 +14,8 @@ from collections import defaultdict
 
 import grpc
 
-from relayrl.config import StreamKeys
 from relayrl.gateway.settings import GatewaySettings
+from relayrl.replay.keys import StreamKeys
 from relayrl.replay.redis_queue import RedisReplayQueue
 from relayrl.rpc import channel
 from relayrl.wire import common_pb2, learner_pb2, learner_pb2_grpc, reward_pb2, reward_pb2_grpc, rollout_pb2, rollout_pb2_grpc

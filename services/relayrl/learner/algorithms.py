@@ -49,12 +49,13 @@ class AlgoSpec:
 
 
 def resolve(lc, max_new_tokens: int) -> AlgoSpec:
-    """The spec of `lc` (a LearnerConfig) for completions of at most `max_new_tokens`."""
+    """The spec of `lc` (the `learner.loss` section, a LossConfig) for completions of at most
+    `max_new_tokens`."""
     dapo = lc.algorithm == "dapo"
     high = lc.clip_eps_high if lc.clip_eps_high is not None else (0.28 if dapo else lc.clip_eps)
     buffer = lc.overlong_buffer if lc.overlong_buffer is not None else (max(1, max_new_tokens // 5) if dapo else 0)
     if buffer > max_new_tokens:
-        raise ValueError(f"learner.overlong_buffer ({buffer}) exceeds max_new_tokens ({max_new_tokens})")
+        raise ValueError(f"learner.loss.overlong_buffer ({buffer}) exceeds max_new_tokens ({max_new_tokens})")
     return AlgoSpec(
         name=lc.algorithm, clip_low=lc.clip_eps, clip_high=high, loss_agg=lc.loss_agg or _DEFAULT_AGG[lc.algorithm],
         dynamic_sampling=lc.dynamic_sampling if lc.dynamic_sampling is not None else dapo,

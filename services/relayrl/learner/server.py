@@ -37,7 +37,7 @@ class LearnerServicer(learner_pb2_grpc.LearnerServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"version {request.version} is not available "
                           f"(newest is {self.learner.version}; older versions are evicted)")
         total = len(item.payload)
-        for offset, data in self.learner.store.chunks(item, self.learner.cfg.learner.chunk_bytes):
+        for offset, data in self.learner.store.chunks(item, self.learner.cfg.learner.weights.chunk_bytes):
             yield learner_pb2.WeightChunk(version=item.version, offset=offset, total_bytes=total, data=data)
 
     def GetStatus(self, request, context):

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relayrl import metrics
-from relayrl.config import RunConfig, StreamKeys
+from relayrl.config import RunConfig
 from relayrl.learner.weights import WeightStore
 from relayrl.replay import ReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.tasks import render
 from relayrl.wire import common_pb2
 
@@ -102,7 +103,7 @@ class Learner:
         self.cfg, self.queue, self.out, self.consumer = cfg, queue, Path(out), consumer
         self.keys = StreamKeys(cfg.run)
         lc = cfg.learner
-        self.spec = resolve(lc, cfg.rollout.sampling.max_new_tokens)
+        self.spec = resolve(lc.loss, cfg.rollout.sampling.max_new_tokens)
         ckpt.remove_partial(self.out / "checkpoints")
         start = ckpt.latest(self.out / "checkpoints") if resume else None
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -111,14 +112,14 @@ class Learner:
         self.model = AutoModelForCausalLM.from_pretrained(start or model_dir, dtype=torch.float32)
         self.model.train()
         self.ref_model = None
-        if lc.kl_beta > 0:  # the reference is the initial policy, also after a resume
+        if lc.loss.kl_beta > 0:  # the reference is the initial policy, also after a resume
             self.ref_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
             self.ref_model.requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lc.lr, weight_decay=lc.weight_decay)
-        warmup = lc.lr_warmup_steps
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lc.optim.lr, weight_decay=lc.optim.weight_decay)
+        warmup = lc.optim.lr_warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda k: min(1.0, (k + 1) / warmup) if warmup else 1.0)
-        self.store = WeightStore(keep=lc.keep_versions)
+        self.store = WeightStore(keep=lc.weights.keep_versions)
         self.admission = Admission(lc.batch_groups, lc.max_staleness, sync=cfg.mode == "sync")
         self.counters = Counters()
         self.version = 0
@@ -138,7 +139,7 @@ class Learner:
             init_from_env()
             self.updater = DistributedUpdater(wrap(self.model), self.optimizer, self.scheduler, self.spec,
                                               cfg.rollout.sampling.temperature, self.tokenizer.pad_token_id,
-                                              lc.grad_clip, lc.minibatches, self.ref_model, lc.micro_batch_rows)
+                                              lc.optim.grad_clip, lc.minibatches, self.ref_model, lc.micro_batch_rows)
         self.seen: set[str] = set(self.trained) | set(self.dropped)
         self._prompts = stream(cfg.task)
         if resume:  # every prompt ever put on the stream was admitted, trimmed or not (ids stay unique)
@@ -177,7 +178,7 @@ class Learner:
     # -- publishing ---------------------------------------------------------------------------
     def publish(self) -> None:
         t0 = time.perf_counter()
-        item = self.store.publish(self.version, self.model.state_dict(), self.cfg.learner.wire_dtype)
+        item = self.store.publish(self.version, self.model.state_dict(), self.cfg.learner.weights.wire_dtype)
         self._retry(lambda: self.queue.set_value(self.keys.version, str(self.version)))
         metrics.WEIGHT_SYNC.labels("learner").observe(time.perf_counter() - t0)
         metrics.WEIGHT_BYTES.labels("learner").inc(len(item.payload))
@@ -284,7 +285,7 @@ class Learner:
             stats = self.updater.step(rows)
         else:
             stats = update(self.model, self.optimizer, self.scheduler, rows, self.spec,
-                           self.cfg.rollout.sampling.temperature, self.tokenizer.pad_token_id, lc.grad_clip,
+                           self.cfg.rollout.sampling.temperature, self.tokenizer.pad_token_id, lc.optim.grad_clip,
                            lc.minibatches, self.ref_model, micro_batch_rows=lc.micro_batch_rows)
         for s in staleness:
             metrics.STALENESS.observe(s)
@@ -350,7 +351,7 @@ class Learner:
                       "wall_s": round(t2 - t_start, 3), **stats}
             self._log.write(json.dumps(record) + "\n")
             self._log.flush()
-            if self.step % self.cfg.learner.checkpoint_every == 0 or self.step == steps:
+            if self.step % self.cfg.learner.checkpoint.every == 0 or self.step == steps:
                 self.checkpoint()
             if on_step:
                 on_step(record)

@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 from relayrl.config import MemoryQueue, RedisQueue
-from relayrl.replay.base import AckRef, Entry, ReplayQueue
+from relayrl.replay.base import AckRef, ConsumerInfo, Entry, GroupInfo, ReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.replay.memory_queue import MemoryReplayQueue
 from relayrl.replay.redis_queue import RedisReplayQueue
 
-__all__ = ["AckRef", "Entry", "MemoryReplayQueue", "RedisReplayQueue", "ReplayQueue", "make_queue"]
+__all__ = ["AckRef", "ConsumerInfo", "Entry", "GroupInfo", "MemoryReplayQueue", "RedisReplayQueue", "ReplayQueue",
+           "StreamKeys", "make_queue"]
 
 
 def make_queue(cfg: RedisQueue | MemoryQueue, url: str | None = None) -> ReplayQueue:

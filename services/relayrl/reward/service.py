@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from relayrl.config import LaneConfig, RewardConfig, StreamKeys, keys
+from relayrl.config import LaneConfig, RewardConfig
 from relayrl.replay.base import AckRef, ReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.reward.client import Closed, Saturated
 from relayrl.reward.language import language_consistency
 from relayrl.reward.verifiers import Score, Verifier, create, registered_kinds
@@ -78,7 +79,7 @@ class RewardService:
                  recent_size: int = 100_000) -> None:
         if max_in_flight < 1 or recent_size < 1:
             raise ValueError("max_in_flight and recent_size must be positive")
-        self.cfg, self.queue, self.keys = cfg, queue, keys(run)
+        self.cfg, self.queue, self.keys = cfg, queue, StreamKeys(run)
         self.max_in_flight, self.recent_size = max_in_flight, recent_size
         self.verifiers: dict[str, Verifier] = {kind: create(kind, cfg) for kind in registered_kinds()}
         for kind, verifier in self.verifiers.items():

@@ -40,8 +40,9 @@ from dataclasses import asdict, dataclass
 from prometheus_client import Counter, Gauge, Histogram
 
 from relayrl import metrics
-from relayrl.config import LatencyEmulation, RewardConfig, StreamKeys, keys
+from relayrl.config import LatencyEmulation, RewardConfig
 from relayrl.replay.base import AckRef, Entry, ReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.reward.verifiers import Score, Verifier, create
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class SlowLane:
     def __init__(self, cfg: RewardConfig, queue: ReplayQueue, run: str,
                  on_result: Callable[[str, int, str, Score], None], verifiers: dict[str, Verifier] | None = None,
                  consumer: str = "reward-service") -> None:
-        self.cfg, self.lane, self.queue, self.keys = cfg, cfg.slow_lane, queue, keys(run)
+        self.cfg, self.lane, self.queue, self.keys = cfg, cfg.slow_lane, queue, StreamKeys(run)
         self.kinds = set(self.lane.kinds)
         self.on_result, self.consumer = on_result, consumer
         queue.ensure_group(self.keys.swe, StreamKeys.REWARD_WORKERS)
@@ -176,7 +177,7 @@ class Worker:
 
     def __init__(self, cfg: RewardConfig, queue: ReplayQueue, run: str, worker_id: str,
                  verifiers: dict[str, Verifier] | None = None) -> None:
-        self.cfg, self.lane, self.queue, self.keys, self.worker_id = cfg, cfg.slow_lane, queue, keys(run), worker_id
+        self.cfg, self.lane, self.queue, self.keys, self.worker_id = cfg, cfg.slow_lane, queue, StreamKeys(run), worker_id
         self._verifiers = dict(verifiers or {})
         self._own = [] if verifiers is not None else None  # verifiers this worker built (and closes)
         self._lock = threading.Lock()

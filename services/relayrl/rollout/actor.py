@@ -20,9 +20,10 @@ import threading
 import time
 
 from relayrl import metrics
-from relayrl.config import RunConfig, StreamKeys
+from relayrl.config import RunConfig
 from relayrl.learner.weights import WeightSource
 from relayrl.replay import ReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.rollout.engine import Completion, Engine
 from relayrl.wire import common_pb2
 

@@ -63,13 +63,14 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
 
 def make_engine(cfg, model_dir: str):
     """The engine `rollout.engine` names (vLLM is imported only when chosen)."""
-    if cfg.rollout.engine == "vllm":
+    engine = cfg.rollout.engine
+    if engine.type == "vllm":
         from relayrl.rollout.vllm_engine import VllmEngine
 
-        return VllmEngine(model_dir, cfg.rollout.vllm)
+        return VllmEngine(model_dir, engine)
     from relayrl.rollout.engine import TransformersEngine
 
-    return TransformersEngine(model_dir, threads=cfg.rollout.torch_threads)
+    return TransformersEngine(model_dir, threads=engine.torch_threads)
 
 
 def serve(actor: Actor, port: int, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:

@@ -27,7 +27,7 @@ import json
 import os
 from pathlib import Path
 
-from relayrl.config import SamplingConfig, VllmConfig
+from relayrl.config import SamplingConfig, VllmEngineConfig
 from relayrl.rollout.engine import Completion, Engine
 
 
@@ -54,13 +54,13 @@ def checkpoint_names(model_dir: str | Path) -> set[str]:
 class VllmEngine(Engine):
     """vLLM's offline `LLM`, sampled with per-token logprobs and reloaded in place."""
 
-    def __init__(self, model_dir: str, cfg: VllmConfig | None = None) -> None:
+    def __init__(self, model_dir: str, cfg: VllmEngineConfig | None = None) -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         import torch
         from transformers import AutoConfig, AutoTokenizer
         from vllm import LLM
 
-        cfg = cfg or VllmConfig()
+        cfg = cfg or VllmEngineConfig()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         hf = AutoConfig.from_pretrained(model_dir)
         self.tied = bool(getattr(hf, "tie_word_embeddings", False))

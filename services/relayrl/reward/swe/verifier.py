@@ -52,11 +52,8 @@ class SweVerifier(SandboxedVerifier):
 
     def __init__(self, cfg: RewardConfig) -> None:
         self.cfg, self.swe = cfg, cfg.swe
-        s = cfg.swe
-        self.sandbox = Sandbox(cfg.sandbox.model_copy(update={
-            "tmpfs_mb": s.tmpfs_mb, "memory_mb": s.memory_mb, "cpu_s": s.cpu_s,
-            "address_space_mb": s.address_space_mb}))
-        self.concurrency = s.concurrency or os.cpu_count() or 1
+        self.sandbox = Sandbox(cfg.sandbox.with_limits(cfg.swe.limits))
+        self.concurrency = cfg.swe.concurrency or os.cpu_count() or 1
         self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
         for slot in range(self.concurrency):
             # uids after the code verifier's slots, so concurrent jobs of both never share one
