@@ -191,3 +191,21 @@ def policy_loss(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: to
         stats["kl"] = float(masked_mean(kl.detach(), mask))
     loss = aggregate(per_token, mask, spec.loss_agg, spec.max_len, num_rows, num_tokens)
     return loss, stats
+
+
+# -- GRPO's case, for callers that need no spec --------------------------------------------------
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """(r - mean) / (std + eps) within one group; std is the sample (unbiased) std, as in TRL."""
+    return advantages(rewards, "grpo", eps)
+
+
+def grpo_loss(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: torch.Tensor,
+              mask: torch.Tensor, clip_eps: float, ref_logp: torch.Tensor | None = None,
+              kl_beta: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Token-level PPO-clipped surrogate with a k3 KL term; `advantages` is one value per row ([N]).
+
+    The GRPO case of `policy_loss` (symmetric clip, naive objective)."""
+    spec = AlgoSpec(name="grpo", clip_low=clip_eps, clip_high=clip_eps, loss_agg="token_mean", dynamic_sampling=False,
+                    overlong_buffer=0, overlong_penalty=0.0, max_len=0, adv_eps=1e-4, kl_beta=kl_beta,
+                    kl_estimator="k3", objective="naive", tis_cap=None)
+    return policy_loss(logp, behaviour_logp, advantages, mask, spec, ref_logp=ref_logp)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from relayrl.learner.algorithms import AlgoSpec, advantages, offpolicy_sums, overlong_penalty, policy_loss
-from relayrl.learner.grpo import build_batch, masked_mean, token_logprobs
+from relayrl.learner.algorithms import AlgoSpec, advantages, masked_mean, offpolicy_sums, overlong_penalty, policy_loss
 from relayrl.learner.stats import StepStats
+from relayrl.learner.tokens import build_batch, token_logprobs
 from relayrl.wire import common_pb2
 
 
