@@ -109,7 +109,7 @@ def test_dapo_dynamic_sampling_drops_zero_variance_groups(tiny_model_dir, tmp_pa
 
 
 def test_prepare_applies_overlong_shaping_before_the_advantages():
-    from relayrl.learner.algorithms import resolve
+    from relayrl.learner.spec import resolve
     from relayrl.learner.update import prepare
 
     spec = resolve(LearnerConfig(algorithm="dr_grpo", overlong_buffer=2), max_new_tokens=4)
@@ -157,7 +157,7 @@ def test_micro_batches_change_the_memory_not_the_update(tiny_model_dir, algorith
     import torch
     from transformers import AutoModelForCausalLM
 
-    from relayrl.learner.algorithms import resolve
+    from relayrl.learner.spec import resolve
     from relayrl.learner.update import prepare, update
     from tests.integration.test_resume import groups
 

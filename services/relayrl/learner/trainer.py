@@ -93,7 +93,7 @@ class Learner:
         from transformers.utils import logging as hf_logging
 
         from relayrl.learner import checkpoint as ckpt
-        from relayrl.learner.algorithms import resolve
+        from relayrl.learner.spec import resolve
         from relayrl.tasks import stream
 
         hf_logging.disable_progress_bar()
@@ -204,8 +204,7 @@ class Learner:
     def _accept(self, entry_id: str, group: common_pb2.Group) -> bool:
         """True when the group is trainable; otherwise it is counted and dropped (acknowledged with
         the next checkpoint, which records the drop)."""
-        from relayrl.learner.algorithms import zero_variance
-        from relayrl.learner.update import shaped_rewards
+        from relayrl.learner.spec import shaped_rewards, zero_variance
 
         reason = None
         staleness = group_staleness(group, self.version)
