@@ -36,7 +36,7 @@ def run(model_dir: str, objective: str, staleness: int, args) -> dict:
     from transformers import AutoModelForCausalLM
 
     from relayrl.config import LossConfig, RewardConfig, RewardWeights, RunConfig, SamplingConfig
-    from relayrl.learner.algorithms import resolve
+    from relayrl.learner.spec import resolve
     from relayrl.learner.update import prepare, update
     from relayrl.reward.math_verifier import MathVerifier
     from relayrl.rollout.actor import to_sample

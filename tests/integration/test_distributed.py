@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from relayrl.config import LearnerConfig, LossConfig
-from relayrl.learner.algorithms import resolve
+from relayrl.learner.spec import resolve
 from relayrl.learner.update import prepare, update
 
 TEMPERATURE, GRAD_CLIP = 1.0, 1.0

@@ -29,7 +29,7 @@ def test_weights_round_trip_bit_exact_in_many_chunks(learner):
     learner.publish()
     source = GrpcWeightSource(address)
     version, state = source.fetch(-1)
-    expected = learner.model.state_dict()
+    expected = learner.policy.model.state_dict()
     assert version == 0
     assert set(state) == set(expected) - {"lm_head.weight"}  # tied: travels once
     for name, tensor in state.items():
@@ -45,7 +45,7 @@ def test_bf16_wire_dtype_and_version_eviction(learner):
     for v in range(3):
         learner.version = v
         with torch.no_grad():
-            next(learner.model.parameters()).add_(1.0)
+            next(learner.policy.model.parameters()).add_(1.0)
         learner.publish()
     source = GrpcWeightSource(address)
     assert source.latest_version() == 2

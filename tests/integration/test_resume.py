@@ -59,13 +59,13 @@ def test_resume_after_an_uncheckpointed_step_equals_an_uninterrupted_run(tiny_mo
     first.queue.close()
 
     second = make(tiny_model_dir, tmp_path / "crash", redis_url, "crash", resume=True)
-    assert (second.step, second.version, second.trained) == (1, 1, ["g0", "g1"])
+    assert (second.step, second.version, second.intake.trained) == (1, 1, ["g0", "g1"])
     assert second.admission.admitted == admitted  # read back from the prompts stream
-    assert [common_pb2.Group.FromString(e.payload).group_id for e in second._redeliver] == ["g2", "g3"]
+    assert [common_pb2.Group.FromString(e.payload).group_id for e in second.intake.redeliver] == ["g2", "g3"]
     second.run(steps=3)
-    for name, tensor in ref.model.state_dict().items():
-        assert torch.equal(tensor, second.model.state_dict()[name]), name
-    assert second.scheduler.get_last_lr() == ref.scheduler.get_last_lr()
+    for name, tensor in ref.policy.model.state_dict().items():
+        assert torch.equal(tensor, second.policy.model.state_dict()[name]), name
+    assert second.policy.scheduler.get_last_lr() == ref.policy.scheduler.get_last_lr()
     state = read_state(latest(tmp_path / "crash" / "checkpoints"))
     assert state["trained"] == [f"g{k}" for k in range(6)] and state["step"] == 3
     assert second.queue.pending(keys.groups, StreamKeys.LEARNER) == 0
@@ -81,9 +81,8 @@ def test_a_group_acknowledged_late_is_not_trained_twice(tiny_model_dir, tmp_path
     batch = first.collect()
     first.train_step([g for _, g in batch])
     first.step = first.version = 1
-    first.trained += [g.group_id for _, g in batch]
-    first.admission.consumed += 2
-    first._unacked = []  # the acknowledgement never happens
+    first.intake.trained_batch(batch)
+    first.intake.to_ack = []  # the acknowledgement never happens
     first.checkpoint()
     second = make(tiny_model_dir, tmp_path / "late", redis_url, "late", resume=True)
     second.run(steps=2)
@@ -94,7 +93,7 @@ def test_a_group_acknowledged_late_is_not_trained_twice(tiny_model_dir, tmp_path
 
 def test_resume_without_a_checkpoint_starts_from_the_initial_model(tiny_model_dir, tmp_path, redis_url):
     learner = make(tiny_model_dir, tmp_path / "none", redis_url, "none", resume=True)
-    assert learner.step == 0 and learner.trained == []
+    assert learner.step == 0 and learner.intake.trained == []
 
 
 # -- kill -9 across real processes -------------------------------------------------------------------

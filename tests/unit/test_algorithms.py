@@ -7,17 +7,8 @@ import pytest
 import torch
 
 from relayrl.config import LossConfig
-from relayrl.learner.algorithms import (
-    AlgoSpec,
-    advantages,
-    aggregate,
-    kl_penalty,
-    offpolicy_stats,
-    overlong_penalty,
-    policy_loss,
-    resolve,
-    zero_variance,
-)
+from relayrl.learner.algorithms import advantages, aggregate, kl_penalty, offpolicy_stats, policy_loss
+from relayrl.learner.spec import AlgoSpec, overlong_penalty, resolve, zero_variance
 
 TOL = 1e-6
 

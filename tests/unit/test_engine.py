@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from relayrl.config import SamplingConfig
-from relayrl.learner.grpo import build_batch, token_logprobs
+from relayrl.learner.tokens import build_batch, token_logprobs
 from relayrl.rollout.engine import TransformersEngine, filter_logits
 
 

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from relayrl.learner.grpo import build_batch, group_advantages, grpo_loss
+from relayrl.learner.algorithms import group_advantages, grpo_loss
+from relayrl.learner.tokens import build_batch
 
 
 def test_group_advantages_hand_computed():

@@ -4,27 +4,11 @@ import pytest
 import torch
 
 from relayrl.config import LearnerConfig, LossConfig, PublishConfig, RunConfig
-from relayrl.learner.trainer import Admission, Learner
+from relayrl.learner.trainer import Learner
 from relayrl.replay import MemoryReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.wire import common_pb2
-
-
-def test_admission_bound_is_arealS_when_nothing_is_dropped():
-    a = Admission(batch=4, max_staleness=1)
-    assert a.room() == 8  # (max_staleness + version + 1) * batch with version 0
-    a.admitted = 8
-    assert a.room() == 0
-    a.consumed = 4  # one step trained: version 1 allows 12 admitted in all
-    assert a.room() == 4
-
-
-def make_group(gid, versions, rewards, outcome=common_pb2.OUTCOME_PASS):
-    samples = [common_pb2.Sample(sample_id=f"{gid}/{i}", prompt_token_ids=[1, 9, 20], completion_token_ids=[10, 2],
-                                 logprobs=[-3.0, -3.0], versions=[v, v]) for i, v in enumerate(versions)]
-    scores = [common_pb2.Score(outcome=outcome if r is not None else common_pb2.OUTCOME_INFRA_ERROR, reward=r or 0.0)
-              for r in rewards]
-    return common_pb2.Group(group_id=gid, samples=samples, scores=scores)
+from tests.unit.test_intake import make_group
 
 
 @pytest.fixture
@@ -58,7 +42,7 @@ def test_collect_drops_stale_duplicate_and_infra_error_groups(learner):
     assert [g.group_id for _, g in batch] == ["ok-1", "ok-2"]
     assert learner.counters.groups_dropped == {"stale": 1, "infra_error": 1, "duplicate": 1, "zero_variance": 0}
     assert learner.counters.max_version_lag == 2
-    assert learner.dropped == {"stale": "stale", "broken": "infra_error"}
+    assert learner.intake.dropped == {"stale": "stale", "broken": "infra_error"}
     # nothing is acknowledged before the checkpoint that records it (drops included)
     assert learner.queue.pending(keys.groups, StreamKeys.LEARNER) == 5
     learner.checkpoint()
@@ -68,10 +52,10 @@ def test_collect_drops_stale_duplicate_and_infra_error_groups(learner):
 def test_train_step_moves_the_policy_toward_rewarded_samples(learner):
     group = make_group("g", [0, 0, 0, 0], [1.0, 0.0, 0.0, 0.0])
     group.samples[0].completion_token_ids[:] = [12, 2]
-    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    before = {k: v.clone() for k, v in learner.policy.model.state_dict().items()}
     stats = learner.train_step([group])
     assert stats["reward_mean"] == 0.25 and stats["tokens"] == 8 and stats["staleness_max"] == 0
-    changed = [k for k, v in learner.model.state_dict().items() if not torch.equal(v, before[k])]
+    changed = [k for k, v in learner.policy.model.state_dict().items() if not torch.equal(v, before[k])]
     assert changed
 
 
@@ -87,7 +71,7 @@ def test_checkpoint_acknowledges_the_groups_it_contains(learner, tmp_path):
     ckpt = tmp_path / "checkpoints" / "step-000001"
     reloaded = AutoModelForCausalLM.from_pretrained(ckpt)
     for name, tensor in reloaded.state_dict().items():
-        assert torch.equal(tensor, learner.model.state_dict()[name]), name
+        assert torch.equal(tensor, learner.policy.model.state_dict()[name]), name
 
 
 def test_paused_admission_admits_nothing_until_resumed(learner):
@@ -105,12 +89,12 @@ def test_dapo_dynamic_sampling_drops_zero_variance_groups(tiny_model_dir, tmp_pa
     learner.queue.put(keys.groups, make_group("same", [0, 0, 0], [1.0, 1.0, 1.0]).SerializeToString())
     learner.queue.put(keys.groups, make_group("mixed", [0, 0, 0], [1.0, 0.0, 1.0]).SerializeToString())
     assert [g.group_id for _, g in learner.collect()] == ["mixed"]
-    assert learner.counters.groups_dropped["zero_variance"] == 1 and learner.dropped == {"same": "zero_variance"}
+    assert learner.counters.groups_dropped["zero_variance"] == 1 and learner.intake.dropped == {"same": "zero_variance"}
     assert learner.admission.consumed == 1  # a dropped group frees its admission slot
 
 
 def test_prepare_applies_overlong_shaping_before_the_advantages():
-    from relayrl.learner.algorithms import resolve
+    from relayrl.learner.spec import resolve
     from relayrl.learner.update import prepare
 
     spec = resolve(LossConfig(algorithm="dr_grpo", overlong_buffer=2), max_new_tokens=4)
@@ -129,8 +113,8 @@ def test_decoupled_update_in_minibatches_logs_offpolicy_statistics(learner):
 
     spec = replace(learner.spec, objective="decoupled", tis_cap=1.1)
     groups = [make_group(f"g{k}", [0, 0, 0, 0], [1.0, 0.0, 0.0, float(k % 2)]) for k in range(4)]
-    stats = update(learner.model, learner.optimizer, None, prepare(groups, spec), spec, 1.0,
-                   learner.tokenizer.pad_token_id, 1.0, minibatches=2)
+    stats = update(learner.policy.model, learner.policy.optimizer, None, prepare(groups, spec), spec, 1.0,
+                   learner.policy.tokenizer.pad_token_id, 1.0, minibatches=2)
     # behaviour logprobs of -3 are not the learner's (about -2.8): uneven weights, some above the cap
     assert 0 < stats["ess"] < 1 and stats["mismatch_kl"] > 0 and stats["tis_clip_frac"] > 0
     assert stats["response_length_mean"] == 2 and stats["response_length_max"] == 2
@@ -147,7 +131,8 @@ def test_reward_components_are_logged_apart(learner):
         score.components.update(accuracy=acc, format=fmt)
     rows = prepare([group], learner.spec)
     assert rows.components == {"accuracy": [1.0, 0.0, 0.0], "format": [1.0, 1.0, 0.0]}
-    stats = update(learner.model, learner.optimizer, None, rows, learner.spec, 1.0, learner.tokenizer.pad_token_id, 1.0)
+    policy = learner.policy
+    stats = update(policy.model, policy.optimizer, None, rows, learner.spec, 1.0, policy.tokenizer.pad_token_id, 1.0)
     assert stats["reward_accuracy_mean"] == pytest.approx(1 / 3) and stats["reward_format_mean"] == pytest.approx(2 / 3)
 
 
@@ -158,7 +143,7 @@ def test_micro_batches_change_the_memory_not_the_update(tiny_model_dir, algorith
     import torch
     from transformers import AutoModelForCausalLM
 
-    from relayrl.learner.algorithms import resolve
+    from relayrl.learner.spec import resolve
     from relayrl.learner.update import prepare, update
     from tests.integration.test_resume import groups
 

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from relayrl.config import RunConfig
-from relayrl.learner.trainer import Admission
+from relayrl.learner.intake import Admission
 
 
 def test_sync_admits_one_batch_at_a_time():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from relayrl.config import SamplingConfig, TaskConfig, VllmEngineConfig
-from relayrl.learner.grpo import build_batch, token_logprobs
+from relayrl.learner.tokens import build_batch, token_logprobs
 
 pytestmark = pytest.mark.vllm
 

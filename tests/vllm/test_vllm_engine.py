@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from relayrl.config import SamplingConfig, VllmEngineConfig
-from relayrl.learner.grpo import build_batch, token_logprobs
+from relayrl.learner.tokens import build_batch, token_logprobs
 from relayrl.rollout.engine import TransformersEngine
 
 pytestmark = pytest.mark.vllm

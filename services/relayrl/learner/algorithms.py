@@ -1,6 +1,7 @@
-"""The R1-family policy-gradient recipes as pure functions: advantages, shaping, losses, KL.
+"""The R1-family policy-gradient recipes as pure tensor functions: advantages, losses, KL.
 
-One loss covers them all; an `AlgoSpec` (resolved from the learner config) picks the pieces:
+One loss covers them all; an `AlgoSpec` (resolved from the learner config in `spec`, where the
+torch-free reward shaping lives too) picks the pieces:
 
 - **GRPO** (DeepSeekMath): advantage (r - mean) / (std + eps) within the group.
 - **Dr.GRPO** (Liu et al., "Understanding R1-Zero-like training"): advantage r - mean (no std),
@@ -20,63 +21,12 @@ mismatch is logged as KL(behaviour || proximal) and the effective sample size of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
-_DEFAULT_AGG = {"grpo": "token_mean", "dr_grpo": "seq_mean_token_sum_norm", "dapo": "token_mean",
-                "rloo": "seq_mean_token_mean"}
-
-
-@dataclass(frozen=True)
-class AlgoSpec:
-    """Every choice the loss makes, resolved from `LearnerConfig` (nulls filled per algorithm)."""
-
-    name: str
-    clip_low: float
-    clip_high: float
-    loss_agg: str
-    dynamic_sampling: bool
-    overlong_buffer: int
-    overlong_penalty: float
-    max_len: int
-    adv_eps: float
-    kl_beta: float
-    kl_estimator: str
-    objective: str
-    tis_cap: float | None
-
-
-def resolve(lc, max_new_tokens: int) -> AlgoSpec:
-    """The spec of `lc` (the `learner.loss` section, a LossConfig) for completions of at most
-    `max_new_tokens`."""
-    dapo = lc.algorithm == "dapo"
-    high = lc.clip_eps_high if lc.clip_eps_high is not None else (0.28 if dapo else lc.clip_eps)
-    buffer = lc.overlong_buffer if lc.overlong_buffer is not None else (max(1, max_new_tokens // 5) if dapo else 0)
-    if buffer > max_new_tokens:
-        raise ValueError(f"learner.loss.overlong_buffer ({buffer}) exceeds max_new_tokens ({max_new_tokens})")
-    return AlgoSpec(
-        name=lc.algorithm, clip_low=lc.clip_eps, clip_high=high, loss_agg=lc.loss_agg or _DEFAULT_AGG[lc.algorithm],
-        dynamic_sampling=lc.dynamic_sampling if lc.dynamic_sampling is not None else dapo,
-        overlong_buffer=buffer, overlong_penalty=lc.overlong_penalty, max_len=max_new_tokens, adv_eps=lc.adv_eps,
-        kl_beta=lc.kl_beta, kl_estimator=lc.kl_estimator, objective=lc.objective, tis_cap=lc.tis_cap)
+from relayrl.learner.spec import AlgoSpec
 
 
 # -- rewards and advantages ------------------------------------------------------------------------
-def overlong_penalty(length: int, max_len: int, buffer: int, penalty: float = 1.0) -> float:
-    """DAPO's soft overlong punishment: 0 up to max_len - buffer, then linear down to -penalty
-    at max_len, -penalty beyond. buffer 0 disables it."""
-    if buffer <= 0:
-        return 0.0
-    expected = max_len - buffer
-    if length <= expected:
-        return 0.0
-    if length <= max_len:
-        return (expected - length) / buffer * penalty
-    return -penalty
-
-
 def advantages(rewards: torch.Tensor, kind: str, eps: float = 1e-4) -> torch.Tensor:
     """One advantage per completion of a group (float64) under `kind`'s baseline."""
     r = rewards.to(torch.float64)
@@ -91,11 +41,6 @@ def advantages(rewards: torch.Tensor, kind: str, eps: float = 1e-4) -> torch.Ten
     if kind == "rloo":
         return centred * n / (n - 1)  # r_i - mean of the others
     raise ValueError(f"unknown algorithm {kind!r}")
-
-
-def zero_variance(rewards: list[float]) -> bool:
-    """True when every reward of a group is equal: its advantages are all zero."""
-    return len(rewards) < 2 or max(rewards) - min(rewards) == 0
 
 
 # -- losses ----------------------------------------------------------------------------------------
@@ -192,3 +137,21 @@ def policy_loss(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: to
         stats["kl"] = float(masked_mean(kl.detach(), mask))
     loss = aggregate(per_token, mask, spec.loss_agg, spec.max_len, num_rows, num_tokens)
     return loss, stats
+
+
+# -- GRPO's case, for callers that need no spec --------------------------------------------------
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """(r - mean) / (std + eps) within one group; std is the sample (unbiased) std, as in TRL."""
+    return advantages(rewards, "grpo", eps)
+
+
+def grpo_loss(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: torch.Tensor,
+              mask: torch.Tensor, clip_eps: float, ref_logp: torch.Tensor | None = None,
+              kl_beta: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Token-level PPO-clipped surrogate with a k3 KL term; `advantages` is one value per row ([N]).
+
+    The GRPO case of `policy_loss` (symmetric clip, naive objective)."""
+    spec = AlgoSpec(name="grpo", clip_low=clip_eps, clip_high=clip_eps, loss_agg="token_mean", dynamic_sampling=False,
+                    overlong_buffer=0, overlong_penalty=0.0, max_len=0, adv_eps=1e-4, kl_beta=kl_beta,
+                    kl_estimator="k3", objective="naive", tis_cap=None)
+    return policy_loss(logp, behaviour_logp, advantages, mask, spec, ref_logp=ref_logp)

@@ -20,7 +20,7 @@ import logging
 import os
 from dataclasses import asdict
 
-from relayrl.learner.update import Rows, update
+from relayrl.learner.update import Rows, Updater
 
 log = logging.getLogger("relayrl.learner")
 
@@ -51,20 +51,15 @@ def broadcast_rows(rows: Rows | None) -> Rows | None:
     return Rows(**box[0]) if box[0] is not None else None
 
 
-class DistributedUpdater:
+class DistributedUpdater(Updater):
     """`update` across the process group; rank 0 calls `step`, the others `follow`."""
 
-    def __init__(self, ddp_model, optimizer, scheduler, spec, temperature: float, pad_id: int, grad_clip: float,
-                 minibatches: int = 1, ref_model=None, micro_batch_rows: int | None = None) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        """`Updater`'s arguments, the model under DDP (`wrap`); the process group is joined."""
         import torch.distributed as dist
 
-        self.model, self.optimizer, self.scheduler = ddp_model, optimizer, scheduler
-        self.args = dict(spec=spec, temperature=temperature, pad_id=pad_id, grad_clip=grad_clip,
-                         minibatches=minibatches, ref_model=ref_model, micro_batch_rows=micro_batch_rows)
+        super().__init__(*args, **kwargs)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-
-    def _update(self, rows: Rows) -> dict:
-        return update(self.model, self.optimizer, self.scheduler, rows, rank=self.rank, world=self.world, **self.args)
 
     def step(self, rows: Rows) -> dict:
         """Rank 0: hand `rows` to every rank and train on them together."""

@@ -3,34 +3,24 @@
 Shared by the single-process learner and the distributed one: with `world > 1` each rank holds
 the whole batch, trains on its contiguous shard of every minibatch, and normalises its loss by
 the minibatch's totals times the world size, so that DDP's gradient average equals the gradient
-of the whole minibatch in one process (the equivalence test checks it).
+of the whole minibatch in one process (the equivalence test checks it). `Updater` is the one
+interface the policy trains through: `LocalUpdater` here, `distributed.DistributedUpdater` across
+a torch.distributed group.
 """
 
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import torch
 
-from relayrl.learner.algorithms import AlgoSpec, advantages, offpolicy_sums, overlong_penalty, policy_loss
-from relayrl.learner.grpo import build_batch, masked_mean, token_logprobs
+from relayrl.learner.algorithms import advantages, masked_mean, offpolicy_sums, policy_loss
+from relayrl.learner.spec import AlgoSpec, shaped_rewards
 from relayrl.learner.stats import StepStats
+from relayrl.learner.tokens import TokenBatch, build_batch, token_logprobs
 from relayrl.wire import common_pb2
-
-
-def valid_indices(group: common_pb2.Group) -> list[int]:
-    """Samples with a score (infrastructure errors never enter an advantage)."""
-    return [i for i, s in enumerate(group.scores) if s.outcome != common_pb2.OUTCOME_INFRA_ERROR]
-
-
-def shaped_rewards(group: common_pb2.Group, spec: AlgoSpec) -> tuple[list[int], list[float], list[float]]:
-    """(valid sample indices, their rewards, rewards plus overlong shaping)."""
-    keep = valid_indices(group)
-    raw = [group.scores[i].reward for i in keep]
-    shaped = [r + overlong_penalty(len(group.samples[i].completion_token_ids), spec.max_len, spec.overlong_buffer,
-                                   spec.overlong_penalty) for r, i in zip(raw, keep)]
-    return keep, raw, shaped
 
 
 @dataclass
@@ -62,6 +52,19 @@ def prepare(groups: list[common_pb2.Group], spec: AlgoSpec) -> Rows:
     return out
 
 
+@dataclass
+class Minibatch:
+    """One optimizer step's rows on this rank, in micro-batches, with the minibatch's totals over
+    every rank (what each micro-batch's loss is normalised by)."""
+
+    micro: list[tuple[TokenBatch, torch.Tensor]]
+    """(token batch, one advantage per row) for each micro-batch of this rank's shard."""
+    rows: int
+    """Rows of the whole minibatch (every rank's shard)."""
+    tokens: float
+    """Completion tokens of the whole minibatch."""
+
+
 def _slices(n: int, parts: int) -> list[slice]:
     """`parts` contiguous slices covering range(n), sizes differing by at most one."""
     bounds = [round(k * n / parts) for k in range(parts + 1)]
@@ -80,7 +83,7 @@ def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature:
     mbs = [s for s in _slices(len(rows.rows), min(minibatches, len(rows.rows))) if s.stop > s.start]
     if world > 1 and any(mb.stop - mb.start < world for mb in mbs):
         raise ValueError(f"every minibatch needs at least {world} rows to shard across {world} ranks")
-    plan = []  # per minibatch: its micro-batches (batch, advantages) and its totals over all ranks
+    plan: list[Minibatch] = []
     for mb in mbs:
         mine = _slices(mb.stop - mb.start, world)[rank]
         lo, hi = mb.start + mine.start, mb.start + mine.stop
@@ -88,17 +91,17 @@ def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature:
         parts = [slice(a, min(a + size, hi)) for a in range(lo, hi, size)]
         micro = [(build_batch(rows.rows[p], pad_id), torch.tensor(rows.advantages[p], dtype=torch.float32))
                  for p in parts]
-        plan.append((micro, mb.stop - mb.start, float(sum(rows.lengths[mb]))))
+        plan.append(Minibatch(micro, mb.stop - mb.start, float(sum(rows.lengths[mb]))))
     # the proximal policy is this learner before the batch's first update: with one minibatch that
     # is the policy being differentiated (its detached logprobs), otherwise one extra forward pass
-    prox: list = [[None] * len(micro) for micro, *_ in plan]
+    prox: list = [[None] * len(step.micro) for step in plan]
     if len(plan) > 1:
         with torch.no_grad():
-            prox = [[token_logprobs(model, batch, temperature)[0] for batch, _ in micro] for micro, *_ in plan]
+            prox = [[token_logprobs(model, batch, temperature)[0] for batch, _ in step.micro] for step in plan]
     acc = StepStats()
-    for k, (micro, n_rows, n_tokens) in enumerate(plan):
+    for k, step in enumerate(plan):
         optimizer.zero_grad(set_to_none=True)
-        for j, (batch, adv) in enumerate(micro):
+        for j, (batch, adv) in enumerate(step.micro):
             logp, entropy = token_logprobs(model, batch, temperature)
             ref = None
             if ref_model is not None and spec.kl_beta > 0:
@@ -108,10 +111,10 @@ def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature:
                 prox[k][j] = logp.detach()
             p = prox[k][j] if spec.objective == "decoupled" else None
             loss, s = policy_loss(logp, batch.behaviour_logprobs, adv, batch.loss_mask, spec, prox_logp=p,
-                                  ref_logp=ref, num_rows=n_rows, num_tokens=n_tokens)
+                                  ref_logp=ref, num_rows=step.rows, num_tokens=step.tokens)
             # DDP averages over ranks (each rank's loss is its share of the sum); it synchronises
             # once per minibatch, on the last micro-batch's backward
-            last = j == len(micro) - 1
+            last = j == len(step.micro) - 1
             with (model.no_sync() if world > 1 and not last else contextlib.nullcontext()):
                 (loss * world).backward()
             s["entropy"] = float(masked_mean(entropy.detach(), batch.loss_mask))
@@ -135,3 +138,34 @@ def update(model, optimizer, scheduler, rows: Rows, spec: AlgoSpec, temperature:
     if spec.overlong_buffer:
         stats["shaped_reward_mean"] = sum(rows.shaped) / len(rows.shaped)
     return stats
+
+
+class Updater(ABC):
+    """Applies `update` to a batch's rows with fixed settings; `rank` 0 is the learner the rest of
+    the system sees (it alone leases, publishes and checkpoints)."""
+
+    rank = 0
+    world = 1
+
+    def __init__(self, model, optimizer, scheduler, spec: AlgoSpec, temperature: float, pad_id: int,
+                 grad_clip: float, minibatches: int = 1, ref_model=None, micro_batch_rows: int | None = None) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.args = dict(spec=spec, temperature=temperature, pad_id=pad_id, grad_clip=grad_clip,
+                         minibatches=minibatches, ref_model=ref_model, micro_batch_rows=micro_batch_rows)
+
+    def _update(self, rows: Rows) -> dict:
+        return update(self.model, self.optimizer, self.scheduler, rows, rank=self.rank, world=self.world, **self.args)
+
+    @abstractmethod
+    def step(self, rows: Rows) -> dict:
+        """Train on `rows` (one batch); the batch's statistics."""
+
+    def finish(self) -> None:
+        """The last batch is trained (other ranks, if any, may stop)."""
+
+
+class LocalUpdater(Updater):
+    """All of it in this process."""
+
+    def step(self, rows: Rows) -> dict:
+        return self._update(rows)
