@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2
 
 from relayrl.config import RewardConfig, RunConfig
 from relayrl.replay.base import ReplayQueue
-from relayrl.reward.client import Closed, Saturated
+from relayrl.reward.errors import Closed, Saturated
 from relayrl.reward.service import RewardService
 from relayrl.rpc import start_server
 from relayrl.wire import reward_pb2, reward_pb2_grpc

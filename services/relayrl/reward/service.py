@@ -30,12 +30,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from relayrl.config import LaneConfig, RewardConfig, StreamKeys, keys
 from relayrl.replay.base import AckRef, ReplayQueue
-from relayrl.reward.client import Closed, Saturated
+from relayrl.reward.errors import Closed, Saturated
 from relayrl.reward.language import language_consistency
-from relayrl.reward.verifiers import Score, Verifier, create, registered_kinds
+from relayrl.reward.verifiers.base import Score, Verifier
+from relayrl.reward.verifiers.registry import create, kinds
 from relayrl.wire import common_pb2, reward_pb2
-
-__all__ = ["Closed", "RewardService", "Saturated"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +57,9 @@ _PUT_ATTEMPTS = 6
 class _Lane:
     """One kind's worker threads and admission count."""
 
-    def __init__(self, kind: str, cfg: LaneConfig, default_workers: int) -> None:
+    def __init__(self, kind: str, cfg: LaneConfig, verifier: Verifier) -> None:
         self.kind, self.max_pending = kind, cfg.max_pending
-        self.threads = ThreadPoolExecutor(cfg.workers or default_workers, thread_name_prefix=f"reward-{kind}")
+        self.threads = ThreadPoolExecutor(cfg.workers or verifier.lane_workers(), thread_name_prefix=f"reward-{kind}")
         self.pending = 0
 
 
@@ -72,7 +71,7 @@ class _Pending:
 
 
 class RewardService:
-    """Scores groups of run `run` with the verifiers registered by kind; thread-safe."""
+    """Scores groups of run `run` with a verifier per kind (`verifiers.registry`); thread-safe."""
 
     def __init__(self, cfg: RewardConfig, queue: ReplayQueue, run: str, max_in_flight: int = 1024,
                  recent_size: int = 100_000) -> None:
@@ -80,14 +79,11 @@ class RewardService:
             raise ValueError("max_in_flight and recent_size must be positive")
         self.cfg, self.queue, self.keys = cfg, queue, keys(run)
         self.max_in_flight, self.recent_size = max_in_flight, recent_size
-        self.verifiers: dict[str, Verifier] = {kind: create(kind, cfg) for kind in registered_kinds()}
+        self.verifiers: dict[str, Verifier] = {kind: create(kind, cfg) for kind in kinds()}
         for kind, verifier in self.verifiers.items():
             log.info("verifier %s: %s", kind, verifier.unavailable() or verifier.health() or "ready")
-        # Math: more threads than verifier processes (fast-path samples need no process slot);
-        # code: one per sandbox slot.
-        defaults = {"math": cfg.workers + 4, "code": getattr(self.verifiers.get("code"), "concurrency", 2)}
-        self._lanes = {kind: _Lane(kind, getattr(cfg.lanes, kind, LaneConfig()), defaults.get(kind, 4))
-                       for kind in self.verifiers}
+        self._lanes = {kind: _Lane(kind, getattr(cfg.lanes, kind, LaneConfig()), verifier)
+                       for kind, verifier in self.verifiers.items()}
         self._lock = threading.Lock()
         self._in_flight: dict[str, _Pending] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()  # bounded: ids written lately

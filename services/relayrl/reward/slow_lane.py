@@ -42,7 +42,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from relayrl import metrics
 from relayrl.config import LatencyEmulation, RewardConfig, StreamKeys, keys
 from relayrl.replay.base import AckRef, Entry, ReplayQueue
-from relayrl.reward.verifiers import Score, Verifier, create
+from relayrl.reward.verifiers.base import Score, Verifier
+from relayrl.reward.verifiers.registry import create
 
 log = logging.getLogger(__name__)
 
