@@ -20,7 +20,7 @@ import yaml
 from relayrl.config import RewardConfig, RunConfig, StreamKeys, keys
 from relayrl.replay import RedisReplayQueue
 from relayrl.reward.service import RewardService
-from relayrl.reward.slow_lane import Job, Worker
+from relayrl.reward.worker import Job, Worker
 from relayrl.wire import common_pb2
 
 RUN = "lane"

@@ -3,6 +3,7 @@ rules, answer extraction, the special-token hack, the response cap and the deadl
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -132,6 +133,7 @@ def test_registry_and_proto_round_trip():
         create("lean", RewardConfig())
     score = Score("fail", 0.5, {"accuracy": 0.0, "format": 1.0}, {"answer": "6"}, 0.01)
     assert Score.from_proto(score.to_proto()) == score
+    assert Score.from_dict(json.loads(json.dumps(score.to_dict()))) == score
 
 
 def test_math_lane_has_more_threads_than_worker_processes(verifier):

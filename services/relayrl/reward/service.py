@@ -30,6 +30,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from relayrl.config import LaneConfig, RewardConfig, StreamKeys, keys
 from relayrl.replay.base import AckRef, ReplayQueue
+from relayrl.retry import Backoff, is_transient
 from relayrl.reward.errors import Closed, Saturated
 from relayrl.reward.language import language_consistency
 from relayrl.reward.verifiers.base import Score, Verifier
@@ -51,7 +52,8 @@ LANE_PENDING = Gauge("relayrl_reward_lane_pending", "Samples accepted and not ye
 REJECTED = Counter("relayrl_reward_rejected_total", "Requests refused with RESOURCE_EXHAUSTED, by kind.", ["kind"])
 
 _ENTRY_ID = re.compile(r"^\d+(-\d+)?$")
-_PUT_ATTEMPTS = 6
+_PUT_ATTEMPTS = 6  # writing a scored group: 6 tries over about 6 s (0.2 s, doubling, up to 3.2 s)
+_PUT_FIRST_WAIT_S, _PUT_MAX_WAIT_S = 0.2, 3.2
 
 
 class _Lane:
@@ -155,6 +157,11 @@ class RewardService:
                 groups_in_flight=len(self._in_flight), groups_scored=self._groups_scored,
                 samples_scored=self._samples_scored,
                 kinds=sorted(k for k, v in self.verifiers.items() if v.unavailable() is None))
+
+    def failure(self) -> BaseException | None:
+        """The error that stopped a background loop of this service (the slow lane's result
+        listener or workers), or None; the server's process exits when there is one."""
+        return self._slow.failure() if self._slow is not None else None
 
     def close(self, drain: bool = True) -> None:
         """Stop accepting groups. With `drain`, finish and write every group in flight first;
@@ -284,17 +291,21 @@ class RewardService:
         ack = (AckRef(self.keys.prompts, StreamKeys.ACTORS, group.prompt_entry_id)
                if group.prompt_entry_id else None)
         payload = group.SerializeToString()
-        for attempt in range(_PUT_ATTEMPTS):
+        backoff = Backoff(_PUT_FIRST_WAIT_S, _PUT_MAX_WAIT_S)
+        for attempt in range(1, _PUT_ATTEMPTS + 1):
             if self._abort:
                 self._forget(group.group_id, written=False)
                 return
             try:
                 self.queue.put(self.keys.groups, payload, ack=ack)
                 break
-            except Exception:  # fault boundary: the queue may be briefly unreachable
-                log.warning("writing scored group %s failed (attempt %d)", group.group_id, attempt + 1,
-                            exc_info=True)
-                time.sleep(0.2 * 2 ** attempt)
+            except Exception as exc:  # retry boundary: the queue may be briefly unreachable
+                if not is_transient(exc):
+                    raise  # a bug: `_score_sample` / `_slow_result` log it and forget the group
+                log.warning("writing scored group %s failed (attempt %d of %d): %s", group.group_id, attempt,
+                            _PUT_ATTEMPTS, exc)
+                if attempt < _PUT_ATTEMPTS:
+                    backoff.wait()
         else:
             # Nothing is lost: the prompt was not acknowledged, so its lease expires and an actor
             # regenerates it; forgetting the id lets that new group in.

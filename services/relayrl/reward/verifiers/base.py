@@ -61,6 +61,15 @@ class Score:
         details = json.loads(msg.details) if msg.details else {}
         return cls(names[msg.outcome], msg.reward, dict(msg.components), details, msg.duration_s)
 
+    def to_dict(self) -> dict:
+        """As a JSON-serialisable dict (the slow lane's results); `from_dict` reads it back."""
+        return {"outcome": self.outcome, "reward": self.reward, "components": self.components,
+                "details": self.details, "duration_s": self.duration_s}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Score:
+        return cls(data["outcome"], data["reward"], data["components"], data["details"], data["duration_s"])
+
 
 class Verifier(ABC):
     """Scores responses of one task kind; `score` is thread-safe and never raises for bad input
