@@ -15,7 +15,7 @@ import threading
 import time
 
 from relayrl.config import RewardConfig
-from relayrl.reward.math_verifier import MathVerifier
+from relayrl.reward.verifiers.math import MathVerifier
 
 LATEX = [("\\boxed{\\frac{1}{2}}", "0.5"), ("\\boxed{x^2+1}", "1+x^2"), ("\\boxed{\\sqrt{8}}", "2\\sqrt{2}"),
          ("\\boxed{\\frac{1}{2^{99}}}", "\\frac{1}{2^{98}}")]

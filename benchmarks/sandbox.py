@@ -18,8 +18,8 @@ import threading
 import time
 
 from relayrl.config import CodeConfig, RewardConfig, SandboxConfig
-from relayrl.reward.code_verifier import CodeVerifier
 from relayrl.reward.sandbox import Sandbox
+from relayrl.reward.verifiers.code import CodeVerifier
 
 ARGV = ["/usr/bin/python3", "-c", "pass"]
 

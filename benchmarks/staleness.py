@@ -38,7 +38,7 @@ def run(model_dir: str, objective: str, staleness: int, args) -> dict:
     from relayrl.config import LossConfig, RewardConfig, RewardWeights, RunConfig, SamplingConfig
     from relayrl.learner.spec import resolve
     from relayrl.learner.update import prepare, update
-    from relayrl.reward.math_verifier import MathVerifier
+    from relayrl.reward.verifiers.math import MathVerifier
     from relayrl.rollout.actor import to_sample
     from relayrl.rollout.engine import TransformersEngine
     from relayrl.tasks import stream

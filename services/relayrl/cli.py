@@ -193,7 +193,7 @@ def score_math(response: str = typer.Option(..., help="The model's response text
                config: Path | None = typer.Option(None, exists=True, help="Take reward weights from this config.")) -> None:
     """Score a math response: accuracy (math-verify) and format, weighted as in the config."""
     from relayrl.config import RunConfig
-    from relayrl.reward.math_verifier import MathVerifier
+    from relayrl.reward.verifiers.math import MathVerifier
 
     cfg = RunConfig.load(config).reward if config else RunConfig().reward
     verifier = MathVerifier(cfg)
@@ -213,7 +213,7 @@ def score_code(program: Path = typer.Option(..., exists=True, dir_okay=False,
                                                   help="Take reward and sandbox settings from this config.")) -> None:
     """Run a program against a test spec in the sandbox; prints JSON with per-case results."""
     from relayrl.config import RunConfig
-    from relayrl.reward.code_verifier import CodeVerifier
+    from relayrl.reward.verifiers.code import CodeVerifier
 
     cfg = RunConfig.load(config).reward if config else RunConfig().reward
     verifier = CodeVerifier(cfg)
@@ -233,8 +233,9 @@ def score_swe(task: Path = typer.Option(..., exists=True, file_okay=False, help=
     """Apply a patch to a SWE task's repository and run its tests in the sandbox; prints JSON
     with the outcome and each required test's status."""
     from relayrl.config import RunConfig
-    from relayrl.reward.swe.task import TaskError, load_task
-    from relayrl.reward.swe.verifier import SweVerifier
+    from relayrl.reward.errors import TaskError
+    from relayrl.reward.swe.task import load_task
+    from relayrl.reward.verifiers.swe import SweVerifier
 
     cfg = RunConfig.load(config).reward if config else RunConfig().reward
     verifier = SweVerifier(cfg)

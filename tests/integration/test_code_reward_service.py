@@ -15,7 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from relayrl.config import CodeConfig, LaneConfig, LanesConfig, RewardConfig, RewardWeights
 from relayrl.replay import MemoryReplayQueue
 from relayrl.replay.keys import StreamKeys
-from relayrl.reward.client import GrpcRewardClient, Saturated
+from relayrl.reward.client import GrpcRewardClient
+from relayrl.reward.errors import Saturated
 from relayrl.reward.server import SERVICE_NAME, serve
 from relayrl.wire import common_pb2
 

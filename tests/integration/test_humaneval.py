@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from relayrl.config import CodeConfig, RewardConfig
-from relayrl.reward.code_verifier import CodeVerifier
+from relayrl.reward.verifiers.code import CodeVerifier
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing: scripts/setup.sh installs it")
 

@@ -19,7 +19,8 @@ import yaml
 
 from relayrl.replay.keys import StreamKeys
 from relayrl.replay.private_redis import free_port
-from relayrl.reward.client import GrpcRewardClient, Saturated
+from relayrl.reward.client import GrpcRewardClient
+from relayrl.reward.errors import Saturated
 from relayrl.rpc import wait_ready
 from relayrl.wire import common_pb2
 

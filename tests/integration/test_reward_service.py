@@ -14,7 +14,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from relayrl.config import RewardConfig, RewardWeights
 from relayrl.replay import MemoryReplayQueue, RedisReplayQueue
 from relayrl.replay.keys import StreamKeys
-from relayrl.reward.client import GrpcRewardClient, InProcessRewardClient, Saturated
+from relayrl.reward.client import GrpcRewardClient, InProcessRewardClient
+from relayrl.reward.errors import Saturated
 from relayrl.reward.server import SERVICE_NAME, serve
 from relayrl.wire import common_pb2, reward_pb2, reward_pb2_grpc
 

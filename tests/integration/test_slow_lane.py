@@ -21,7 +21,7 @@ from relayrl.config import RewardConfig, RunConfig
 from relayrl.replay import RedisReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.reward.service import RewardService
-from relayrl.reward.slow_lane import Job, Worker
+from relayrl.reward.worker import Job, Worker
 from relayrl.wire import common_pb2
 
 RUN = "lane"

@@ -24,7 +24,7 @@ import pytest
 from relayrl.config import RewardConfig
 from relayrl.reward.swe.grading import grade, parse_junit
 from relayrl.reward.swe.task import load_manifest
-from relayrl.reward.swe.verifier import SweVerifier
+from relayrl.reward.verifiers.swe import SweVerifier
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "examples" / "swe-mini" / "manifest.jsonl"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from relayrl.config import CodeConfig, RewardConfig, SandboxConfig
-from relayrl.reward.code_verifier import CodeVerifier
+from relayrl.reward.verifiers.code import CodeVerifier
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing: scripts/setup.sh installs it")
 

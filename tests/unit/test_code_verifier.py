@@ -11,8 +11,9 @@ import threading
 import pytest
 
 from relayrl.config import CodeConfig, RewardConfig, SandboxConfig
-from relayrl.reward.code_verifier import CodeVerifier, SpecError, extract_program, parse_spec
+from relayrl.reward.errors import SpecError
 from relayrl.reward.language import language_consistency
+from relayrl.reward.verifiers.code import CodeVerifier, extract_program, parse_spec
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing: scripts/setup.sh installs it")
 DOUBLE = json.dumps({"kind": "stdio", "timeout_s": 3, "cases": [

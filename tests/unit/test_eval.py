@@ -67,7 +67,7 @@ def test_aggregate_averages_over_problems():
 @pytest.fixture(scope="module")
 def verifier():
     from relayrl.config import RewardConfig
-    from relayrl.reward.math_verifier import MathVerifier
+    from relayrl.reward.verifiers.math import MathVerifier
 
     v = MathVerifier(RewardConfig())
     yield v
@@ -141,7 +141,7 @@ def test_chat_needs_a_chat_template(tiny_model_dir):
 def test_humaneval_programs_are_judged_in_the_sandbox(verifier):
     from relayrl.config import RewardConfig
     from relayrl.evaluation.datasets import load
-    from relayrl.reward.code_verifier import CodeVerifier
+    from relayrl.reward.verifiers.code import CodeVerifier
 
     code = CodeVerifier(RewardConfig())
     try:

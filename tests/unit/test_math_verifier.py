@@ -3,6 +3,7 @@ rules, answer extraction, the special-token hack, the response cap and the deadl
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,15 +12,10 @@ import time
 import pytest
 
 from relayrl.config import RewardConfig, RewardWeights
-from relayrl.reward.math_verifier import (
-    MathVerifier,
-    extract_answer,
-    fast_compare,
-    format_reward,
-    last_boxed,
-    strip_trailing_special,
-)
-from relayrl.reward.verifiers import Score, create, registered_kinds
+from relayrl.reward.verifiers.answer import extract_answer, format_reward, last_boxed, strip_trailing_special
+from relayrl.reward.verifiers.base import Score
+from relayrl.reward.verifiers.math import MathVerifier, fast_compare
+from relayrl.reward.verifiers.registry import VERIFIERS, create, kinds
 
 
 @pytest.fixture(scope="module")
@@ -130,12 +126,18 @@ def test_a_dead_worker_is_an_infra_error_and_the_pool_is_replaced():
 
 
 def test_registry_and_proto_round_trip():
-    assert "math" in registered_kinds()
-    assert {"code", "swe"} <= set(registered_kinds())
+    assert "math" in kinds()
+    assert {"code", "swe"} <= set(kinds())
+    assert all(cls.kind == kind for kind, cls in VERIFIERS.items())
     with pytest.raises(KeyError, match="no verifier for kind 'lean'"):
         create("lean", RewardConfig())
     score = Score("fail", 0.5, {"accuracy": 0.0, "format": 1.0}, {"answer": "6"}, 0.01)
     assert Score.from_proto(score.to_proto()) == score
+    assert Score.from_dict(json.loads(json.dumps(score.to_dict()))) == score
+
+
+def test_math_lane_has_more_threads_than_worker_processes(verifier):
+    assert verifier.lane_workers() == verifier.cfg.workers + 4  # fast-path samples need no process slot
 
 
 # A labelled corpus: (response, gold, label) with label True when the answer is right. Known

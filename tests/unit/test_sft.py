@@ -79,7 +79,7 @@ def test_sft_rejects_malformed_data(tiny_model_dir, tmp_path):
 
 def test_distill_keeps_exactly_the_samples_the_verifier_passes(sft_model, tiny_model_dir, tmp_path):
     from relayrl.config import RewardConfig
-    from relayrl.reward.math_verifier import MathVerifier
+    from relayrl.reward.verifiers.math import MathVerifier
 
     teacher, rows, _ = sft_model
     prompts = tmp_path / "prompts.jsonl"

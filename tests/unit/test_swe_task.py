@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from relayrl.reward.swe.task import TaskError, load_manifest, load_task
+from relayrl.reward.errors import TaskError
+from relayrl.reward.swe.task import load_manifest, load_task
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = {"problem_statement": "fix it", "fail_to_pass": ["tests/test_a.py::test_x"],

@@ -99,7 +99,7 @@ class CodeScorer(_VerifierScorer):
     """Judges programs with the sandboxed code verifier; the vote is the extracted program."""
 
     def vote(self, response: str, score) -> str:
-        from relayrl.reward.code_verifier import extract_program
+        from relayrl.reward.verifiers.code import extract_program
 
         return extract_program(response)
 
@@ -123,7 +123,7 @@ def humaneval(n: int, template: str | None, code_verifier) -> EvalDataset:
 def final_answer(response: str) -> str:
     """The final answer of a response, extracted as the math verifier does (answer tag, last
     `\\boxed{}`, or the text after `</think>`)."""
-    from relayrl.reward.math_verifier import extract_answer, strip_trailing_special
+    from relayrl.reward.verifiers.answer import extract_answer, strip_trailing_special
 
     return extract_answer(strip_trailing_special(response))[0]
 

@@ -28,7 +28,7 @@ def run_dataset(engine, dataset: EvalDataset, k: int, max_new_tokens: int, tempe
 
     `render` turns a problem's text into what the model is fed (e.g. a chat); None: the text."""
     from relayrl.config import SamplingConfig
-    from relayrl.reward.math_verifier import format_reward
+    from relayrl.reward.verifiers.answer import format_reward
 
     sampling = SamplingConfig(group_size=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     limit = engine.max_new_tokens_limit()
@@ -79,7 +79,7 @@ def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, 
     `task` (a `TaskConfig`, from a run config) defines the spec `task`: that task's held-out
     stream, put to the model exactly as training puts it (`relayrl.tasks.render`)."""
     from relayrl.config import RewardConfig
-    from relayrl.reward.math_verifier import MathVerifier
+    from relayrl.reward.verifiers.math import MathVerifier
     from relayrl.rollout.engine import TransformersEngine
 
     if k < 2:
@@ -90,7 +90,7 @@ def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, 
     verifier = MathVerifier(RewardConfig())
     code_verifier = None
     if "humaneval" in specs:
-        from relayrl.reward.code_verifier import CodeVerifier
+        from relayrl.reward.verifiers.code import CodeVerifier
 
         code_verifier = CodeVerifier(RewardConfig())
     out = open(samples_path, "w") if samples_path else None

@@ -2,33 +2,36 @@
 
 Both implementations behave the same: `submit` returns False for a duplicate group, raises
 ValueError for a malformed one and `Saturated` when the service has too many groups in flight
-(back off and retry), `Closed` when it is shutting down. `score` returns a `verifiers.Score`.
-The gRPC client maps status codes back onto those exceptions, so a caller never needs to know
-which one it holds.
+(back off and retry), `Closed` when it is shutting down (both from `relayrl.reward.errors`).
+`score` returns a `verifiers.base.Score`. The gRPC client maps status codes back onto those
+exceptions, so a caller never needs to know which one it holds.
+
+The in-process client wraps any `ScoringService` (a structural type that
+`relayrl.reward.service.RewardService` satisfies) rather than importing the service: the service
+never imports this module, nor this module the service, so neither depends on the other.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import grpc
 
-from relayrl.retry import TransientError
-from relayrl.reward.verifiers import Score
+from relayrl.reward.errors import Closed, Saturated
+from relayrl.reward.verifiers.base import Score
 from relayrl.rpc import channel
 from relayrl.wire import common_pb2, reward_pb2, reward_pb2_grpc
 
-if TYPE_CHECKING:
-    from relayrl.reward.service import RewardService
 
+class ScoringService(Protocol):
+    """What the in-process client calls: `relayrl.reward.service.RewardService`'s API."""
 
-class Saturated(TransientError):
-    """Too many groups in flight; retry later (gRPC RESOURCE_EXHAUSTED)."""
+    def submit(self, group: common_pb2.Group) -> bool: ...
 
+    def score(self, kind: str, response: str, reference: str) -> Score: ...
 
-class Closed(TransientError):
-    """The service is shutting down (gRPC UNAVAILABLE)."""
+    def status(self) -> reward_pb2.RewardStatus: ...
 
 
 class RewardClient(ABC):
@@ -53,7 +56,7 @@ class RewardClient(ABC):
 class InProcessRewardClient(RewardClient):
     """Calls a `RewardService` in this process (unit tests, single-process runs)."""
 
-    def __init__(self, service: RewardService) -> None:
+    def __init__(self, service: ScoringService) -> None:
         self.service = service
 
     def submit(self, group: common_pb2.Group) -> bool:

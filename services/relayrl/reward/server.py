@@ -6,7 +6,8 @@ UNAVAILABLE. Health answers SERVING for "" and the service name (and, per task k
 "relayrl.v1.RewardService/<kind>" says whether that kind is served, e.g. code needs its sandbox), so Kubernetes' native gRPC probe
 works; reflection lets grpcurl list and call it. `main` is the process entrypoint the CLI and the
 single-machine launcher run; it stops gracefully on SIGTERM / SIGINT (health goes NOT_SERVING,
-in-flight RPCs get a grace period, then every accepted group is scored and written).
+in-flight RPCs get a grace period, then every accepted group is scored and written), and the same
+way, then exits 1, when a background loop of the service fails (`RewardService.failure`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from grpc_health.v1 import health, health_pb2
 
 from relayrl.config import RewardConfig, RunConfig
 from relayrl.replay.base import ReplayQueue
-from relayrl.reward.client import Closed, Saturated
+from relayrl.reward.errors import Closed, Saturated
 from relayrl.reward.service import RewardService
 from relayrl.rpc import start_server
 from relayrl.wire import reward_pb2, reward_pb2_grpc
@@ -113,8 +114,10 @@ def main(config_path: str | Path, port: int, redis_url: str | None = None,
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    while not stop.wait(1.0):
+    while not stop.wait(1.0) and running.service.failure() is None:
         pass
     log.info("stopping: draining groups in flight")
     running.stop(grace=grace_s)
     queue.close()
+    if (error := running.service.failure()) is not None:
+        raise SystemExit(f"reward service stopped: {type(error).__name__}: {error}")

@@ -31,12 +31,12 @@ from prometheus_client import Counter, Gauge, Histogram
 from relayrl.config import LaneConfig, RewardConfig
 from relayrl.replay.base import AckRef, ReplayQueue
 from relayrl.replay.keys import StreamKeys
-from relayrl.reward.client import Closed, Saturated
+from relayrl.retry import Backoff, is_transient
+from relayrl.reward.errors import Closed, Saturated
 from relayrl.reward.language import language_consistency
-from relayrl.reward.verifiers import Score, Verifier, create, registered_kinds
+from relayrl.reward.verifiers.base import Score, Verifier
+from relayrl.reward.verifiers.registry import create, kinds
 from relayrl.wire import common_pb2, reward_pb2
-
-__all__ = ["Closed", "RewardService", "Saturated"]
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,16 @@ LANE_PENDING = Gauge("relayrl_reward_lane_pending", "Samples accepted and not ye
 REJECTED = Counter("relayrl_reward_rejected_total", "Requests refused with RESOURCE_EXHAUSTED, by kind.", ["kind"])
 
 _ENTRY_ID = re.compile(r"^\d+(-\d+)?$")
-_PUT_ATTEMPTS = 6
+_PUT_ATTEMPTS = 6  # writing a scored group: 6 tries over about 6 s (0.2 s, doubling, up to 3.2 s)
+_PUT_FIRST_WAIT_S, _PUT_MAX_WAIT_S = 0.2, 3.2
 
 
 class _Lane:
     """One kind's worker threads and admission count."""
 
-    def __init__(self, kind: str, cfg: LaneConfig, default_workers: int) -> None:
+    def __init__(self, kind: str, cfg: LaneConfig, verifier: Verifier) -> None:
         self.kind, self.max_pending = kind, cfg.max_pending
-        self.threads = ThreadPoolExecutor(cfg.workers or default_workers, thread_name_prefix=f"reward-{kind}")
+        self.threads = ThreadPoolExecutor(cfg.workers or verifier.lane_workers(), thread_name_prefix=f"reward-{kind}")
         self.pending = 0
 
 
@@ -73,7 +74,7 @@ class _Pending:
 
 
 class RewardService:
-    """Scores groups of run `run` with the verifiers registered by kind; thread-safe."""
+    """Scores groups of run `run` with a verifier per kind (`verifiers.registry`); thread-safe."""
 
     def __init__(self, cfg: RewardConfig, queue: ReplayQueue, run: str, max_in_flight: int = 1024,
                  recent_size: int = 100_000) -> None:
@@ -81,14 +82,11 @@ class RewardService:
             raise ValueError("max_in_flight and recent_size must be positive")
         self.cfg, self.queue, self.keys = cfg, queue, StreamKeys(run)
         self.max_in_flight, self.recent_size = max_in_flight, recent_size
-        self.verifiers: dict[str, Verifier] = {kind: create(kind, cfg) for kind in registered_kinds()}
+        self.verifiers: dict[str, Verifier] = {kind: create(kind, cfg) for kind in kinds()}
         for kind, verifier in self.verifiers.items():
             log.info("verifier %s: %s", kind, verifier.unavailable() or verifier.health() or "ready")
-        # Math: more threads than verifier processes (fast-path samples need no process slot);
-        # code: one per sandbox slot.
-        defaults = {"math": cfg.workers + 4, "code": getattr(self.verifiers.get("code"), "concurrency", 2)}
-        self._lanes = {kind: _Lane(kind, getattr(cfg.lanes, kind, LaneConfig()), defaults.get(kind, 4))
-                       for kind in self.verifiers}
+        self._lanes = {kind: _Lane(kind, getattr(cfg.lanes, kind, LaneConfig()), verifier)
+                       for kind, verifier in self.verifiers.items()}
         self._lock = threading.Lock()
         self._in_flight: dict[str, _Pending] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()  # bounded: ids written lately
@@ -160,6 +158,11 @@ class RewardService:
                 groups_in_flight=len(self._in_flight), groups_scored=self._groups_scored,
                 samples_scored=self._samples_scored,
                 kinds=sorted(k for k, v in self.verifiers.items() if v.unavailable() is None))
+
+    def failure(self) -> BaseException | None:
+        """The error that stopped a background loop of this service (the slow lane's result
+        listener or workers), or None; the server's process exits when there is one."""
+        return self._slow.failure() if self._slow is not None else None
 
     def close(self, drain: bool = True) -> None:
         """Stop accepting groups. With `drain`, finish and write every group in flight first;
@@ -289,17 +292,21 @@ class RewardService:
         ack = (AckRef(self.keys.prompts, StreamKeys.ACTORS, group.prompt_entry_id)
                if group.prompt_entry_id else None)
         payload = group.SerializeToString()
-        for attempt in range(_PUT_ATTEMPTS):
+        backoff = Backoff(_PUT_FIRST_WAIT_S, _PUT_MAX_WAIT_S)
+        for attempt in range(1, _PUT_ATTEMPTS + 1):
             if self._abort:
                 self._forget(group.group_id, written=False)
                 return
             try:
                 self.queue.put(self.keys.groups, payload, ack=ack)
                 break
-            except Exception:  # fault boundary: the queue may be briefly unreachable
-                log.warning("writing scored group %s failed (attempt %d)", group.group_id, attempt + 1,
-                            exc_info=True)
-                time.sleep(0.2 * 2 ** attempt)
+            except Exception as exc:  # retry boundary: the queue may be briefly unreachable
+                if not is_transient(exc):
+                    raise  # a bug: `_score_sample` / `_slow_result` log it and forget the group
+                log.warning("writing scored group %s failed (attempt %d of %d): %s", group.group_id, attempt,
+                            _PUT_ATTEMPTS, exc)
+                if attempt < _PUT_ATTEMPTS:
+                    backoff.wait()
         else:
             # Nothing is lost: the prompt was not acknowledged, so its lease expires and an actor
             # regenerates it; forgetting the id lets that new group in.

@@ -34,7 +34,7 @@ def collect(teacher_dir: str | Path, prompts: list[dict], k: int, max_new_tokens
             top_p: float = 0.95, seed: int = 0, batch_prompts: int = 8, threads: int = 1) -> list[dict]:
     """Every teacher sample as {"prompt", "answer", "response", "outcome", "reward"}, in prompt order."""
     from relayrl.config import RewardConfig, SamplingConfig
-    from relayrl.reward.math_verifier import MathVerifier
+    from relayrl.reward.verifiers.math import MathVerifier
     from relayrl.rollout.engine import TransformersEngine
 
     engine = TransformersEngine(str(teacher_dir), threads=threads)

@@ -21,12 +21,10 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from relayrl.reward.errors import TaskError
+
 TASK_FILE = "task.json"
 REPO_DIR = "repo"
-
-
-class TaskError(ValueError):
-    """A task directory or manifest is malformed (a data error, not the model's fault)."""
 
 
 def _relative(path: str, what: str) -> str:

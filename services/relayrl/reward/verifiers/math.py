@@ -1,10 +1,9 @@
 """The math verifier: DeepSeek-R1's rule-based reward (accuracy + format), with real deadlines.
 
-Accuracy: the final answer is the content of the last `<answer>…</answer>` (or the last
-`\\boxed{}` inside it), else the last `\\boxed{…}` (balanced braces), else the text after the last
-`</think>` (math-verify picks its last expression). Tag and boxed contents are judged as one
-expression, so "1 2 3 4 5" inside `\\boxed{}` is not 5. Plain integers compare exactly in the
-parent (no sympy); everything else goes to math-verify in a worker process.
+Accuracy: the final answer is extracted as `answer.extract_answer` says (answer tag, last
+`\\boxed{}`, or the text after `</think>`; math-verify picks the last expression of the latter);
+a special token inside it makes it a `fail`. Plain integers compare exactly in the parent (no
+sympy); everything else goes to math-verify in a worker process. Format: `answer.format_reward`.
 
 Why processes: math-verify's own timeouts use `signal.alarm`, which only works in a main thread,
 and sympy can spin forever on inputs like `9^{9^{9^{9}}}`. So workers call math-verify with its
@@ -12,13 +11,10 @@ timeouts off, the parent enforces `timeout_s` with `future.result(timeout)`, and
 killed with its pool (the sample is an `infra_error`, retried by the service). Workers come from a
 `forkserver` with math-verify preloaded, never forked from a threaded gRPC process.
 
-Special tokens (`<bos>`, `<|im_end|>`, `</s>`) are never stripped before extraction: stripping
-would turn `5<bos>5` into something that parses as 5. A run of them at the very end (EOS,
-padding) is ignored, since nothing after the answer can change it; anywhere else inside the
-extracted answer they make it a `fail`. Exact numbers (no symbols, no decimals) must be exactly equal: math-verify's
-numeric tolerance alone calls `1/2^{99}` and `1/2^{98}` equal. Gold answers longer than
-`max_reference_chars` are a data error. What this does not cover: answers whose meaning depends
-on units or words; otherwise math-verify's own notion of equality is the judge.
+Exact numbers (no symbols, no decimals) must be exactly equal: math-verify's numeric tolerance
+alone calls `1/2^{99}` and `1/2^{98}` equal. Gold answers longer than `max_reference_chars` are a
+data error. What this does not cover: answers whose meaning depends on units or words; otherwise
+math-verify's own notion of equality is the judge.
 """
 
 from __future__ import annotations
@@ -34,95 +30,22 @@ from concurrent.futures.process import BrokenProcessPool
 from decimal import Decimal
 
 from relayrl.config import RewardConfig
-from relayrl.reward.verifiers import Score, Verifier, register
+from relayrl.reward.verifiers.answer import (
+    SPECIAL_TOKEN,
+    extract_answer,
+    format_reward,
+    strip_delimiters,
+    strip_trailing_special,
+)
+from relayrl.reward.verifiers.base import Score, Verifier
 
-SPECIAL_TOKEN = re.compile(
-    r"<\|[^<>|]{0,64}\|>"                                   # <|im_end|>, <|endoftext|>
-    r"|<\uff5c[^<>]{0,64}\uff5c>"                           # DeepSeek's <｜end▁of▁sentence｜>
-    r"|</?(?!(?:think|answer)>)[A-Za-z_][A-Za-z0-9_.\-]{1,63}>"  # <bos>, <pad>, <end_of_turn>
-    r"|</?s>")
-_THINK_TO_ANSWER = re.compile(r"</think>\s*<answer>")
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+)")
-_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
-
-
-def strip_trailing_special(text: str) -> str:
-    """Drop whitespace and special tokens at the very end (EOS, padding); linear time."""
-    while True:
-        text = text.rstrip()
-        if not text.endswith(">"):
-            return text
-        start = text.rfind("<")
-        if start < 0 or not SPECIAL_TOKEN.fullmatch(text, start):
-            return text
-        text = text[:start]
-
-
-def format_reward(text: str) -> float:
-    """1.0 iff `text` matches `^\\s*<think>.*?</think>\\s*<answer>.*?</answer>\\s*$` (DOTALL).
-
-    Checked without the regex's backtracking, which is quadratic on adversarial text."""
-    s = text.strip()
-    if not (s.startswith("<think>") and s.endswith("</answer>")):
-        return 0.0
-    m = _THINK_TO_ANSWER.search(s, len("<think>"))
-    return 1.0 if m is not None and m.end() <= len(s) - len("</answer>") else 0.0
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{…}` with balanced braces (`\\{` and `\\}` are escapes); None
-    when there is none or the last one is not closed (only that one is scanned: linear time)."""
-    pos = len(text)
-    while (i := text.rfind("\\boxed", 0, pos)) >= 0:
-        j = i + len("\\boxed")
-        while j < len(text) and text[j] == " ":
-            j += 1
-        if j < len(text) and text[j] == "{":
-            depth, k = 0, j
-            while k < len(text):
-                c = text[k]
-                if c == "\\":
-                    k += 2
-                    continue
-                if c == "{":
-                    depth += 1
-                elif c == "}":
-                    depth -= 1
-                    if depth == 0:
-                        return text[j + 1:k]
-                k += 1
-            return None
-        pos = i
-    return None
-
-
-def _strip_delimiters(s: str) -> str:
-    s = s.strip()
-    for left, right in _DELIMITERS:
-        if len(s) >= len(left) + len(right) and s.startswith(left) and s.endswith(right):
-            return s[len(left):len(s) - len(right)].strip()
-    return s
-
-
-def extract_answer(text: str) -> tuple[str, str]:
-    """(answer, source): source is "answer_tag", "boxed" or "response" (see the module doc)."""
-    end = text.rfind("</answer>")
-    start = text.rfind("<answer>", 0, end) if end >= 0 else -1
-    if start >= 0:
-        content = text[start + len("<answer>"):end]
-        boxed = last_boxed(content)
-        return _strip_delimiters(boxed if boxed is not None else content), "answer_tag"
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return _strip_delimiters(boxed), "boxed"
-    think_end = text.rfind("</think>")
-    return (text[think_end + len("</think>"):] if think_end >= 0 else text).strip(), "response"
 
 
 def fast_compare(answer: str, gold: str) -> bool | None:
     """Exact comparison of plain numbers without sympy; None when math-verify must decide."""
-    a, g = _strip_delimiters(answer), _strip_delimiters(gold)
+    a, g = strip_delimiters(answer), strip_delimiters(gold)
     if _INTEGER.fullmatch(a) and _INTEGER.fullmatch(g):
         return int(a) == int(g)
     if (_INTEGER.fullmatch(a) or _DECIMAL.fullmatch(a)) and (_INTEGER.fullmatch(g) or _DECIMAL.fullmatch(g)):
@@ -176,7 +99,7 @@ class MathVerifier(Verifier):
     def __init__(self, cfg: RewardConfig) -> None:
         self.cfg = cfg
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["math_verify", "relayrl.reward.math_verifier"])
+        self._ctx.set_forkserver_preload(["math_verify", "relayrl.reward.verifiers.math"])
         self._slots = threading.BoundedSemaphore(cfg.workers)  # the deadline counts running time only
         self._lock = threading.Lock()
         self._generation = 0
@@ -240,6 +163,10 @@ class MathVerifier(Verifier):
             future.result(timeout=120)
         return pool
 
+    def lane_workers(self) -> int:
+        # More threads than worker processes: fast-path samples (plain numbers) need no process slot.
+        return self.cfg.workers + 4
+
     def _recycle(self, generation: int) -> None:
         with self._lock:
             if generation != self._generation or self._pool is None:
@@ -264,5 +191,3 @@ def _kill(pool: ProcessPoolExecutor) -> None:
     for proc in processes:
         proc.join(timeout=5)
 
-
-register(MathVerifier.kind, MathVerifier)

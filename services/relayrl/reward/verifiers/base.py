@@ -1,21 +1,21 @@
-"""The verifier boundary: one `Verifier` per task kind, and a registry that finds it by kind.
+"""The verifier boundary: what every task kind's verifier is, and the `Score` it returns.
 
-A group's prompt carries its task kind ("math", "code"; "swe" later), so a new kind is a
-new `Verifier` subclass registered here, with no change to the protocol or the service. Every
-verifier returns one of DESIGN.md's three outcomes: `pass` (the answer was judged correct),
-`fail` (the model's fault) or `infra_error` (the verifier itself broke or ran out of time: the
-service retries it, and the learner never trains on it as a fake zero).
+A group's prompt carries its task kind ("math", "code", "swe"), so a new kind is a new `Verifier`
+subclass (a module beside this one) and a line in `registry.VERIFIERS`, with no change to the
+protocol or the service. Every verifier returns one of DESIGN.md's three outcomes: `pass` (the
+answer was judged correct), `fail` (the model's fault) or `infra_error` (the verifier itself
+broke or ran out of time: the service retries it, and the learner never trains on it as a fake
+zero). A verifier also says how many threads its kind's lane gets by default (`lane_workers`),
+so the generic service never names a kind.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from relayrl.config import RewardConfig
 from relayrl.wire import common_pb2
 
 OutcomeName = Literal["pass", "fail", "infra_error"]
@@ -61,6 +61,15 @@ class Score:
         details = json.loads(msg.details) if msg.details else {}
         return cls(names[msg.outcome], msg.reward, dict(msg.components), details, msg.duration_s)
 
+    def to_dict(self) -> dict:
+        """As a JSON-serialisable dict (the slow lane's results); `from_dict` reads it back."""
+        return {"outcome": self.outcome, "reward": self.reward, "components": self.components,
+                "details": self.details, "duration_s": self.duration_s}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Score:
+        return cls(data["outcome"], data["reward"], data["components"], data["details"], data["duration_s"])
+
 
 class Verifier(ABC):
     """Scores responses of one task kind; `score` is thread-safe and never raises for bad input
@@ -83,6 +92,11 @@ class Verifier(ABC):
         """Why this verifier refuses work on this host (e.g. no sandbox), or None when it can score."""
         return None
 
+    def lane_workers(self) -> int:
+        """Threads of this kind's lane in the reward service when `reward.lanes.<kind>.workers`
+        is 0 (its default)."""
+        return 4
+
 
 class SandboxedVerifier(Verifier):
     """A verifier that runs untrusted code in `self.sandbox` (relayrl.reward.sandbox) on
@@ -101,34 +115,3 @@ class SandboxedVerifier(Verifier):
                     "this service refuses untrusted code")
         return None
 
-
-VerifierFactory = Callable[[RewardConfig], Verifier]
-
-_REGISTRY: dict[str, VerifierFactory] = {}
-
-
-def register(kind: str, factory: VerifierFactory) -> None:
-    """Make `kind` scorable: `factory(cfg)` builds its verifier when a service starts."""
-    if not kind:
-        raise ValueError("a verifier kind must be a non-empty string")
-    _REGISTRY[kind] = factory
-
-
-def registered_kinds() -> list[str]:
-    """Kinds a service started now can score, sorted."""
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def create(kind: str, cfg: RewardConfig) -> Verifier:
-    """Build the verifier of `kind`; KeyError names the known kinds when it is not registered."""
-    _load_builtin()
-    if kind not in _REGISTRY:
-        raise KeyError(f"no verifier for kind {kind!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[kind](cfg)
-
-
-def _load_builtin() -> None:
-    # Imported lazily: the verifier modules import this one to register themselves.
-    from relayrl.reward import code_verifier, math_verifier  # noqa: F401
-    from relayrl.reward.swe import verifier as swe_verifier  # noqa: F401

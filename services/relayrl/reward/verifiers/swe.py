@@ -2,9 +2,10 @@
 
 The reference of a "swe" prompt names its task: a task directory (absolute, or relative to
 `reward.swe.tasks_root`) or `{"task": "<dir>"}`. One sample is one sandbox job: the task's
-cached snapshot goes in as a read-only archive with the trusted harness (`harness.py`), which
-applies the patch, restores the test files, runs the tests and returns pytest's JUnit XML through
-the verdict pipe; the grade comes from that report by test id (`grading.py`).
+cached snapshot goes in as a read-only archive with the trusted harness (`reward/swe/harness.py`),
+which applies the patch, restores the test files, runs the tests and returns pytest's JUnit XML
+through the verdict pipe; the grade comes from that report by test id (`reward/swe/grading.py`).
+The task format, patch extraction and snapshots live beside the harness in `relayrl.reward.swe`.
 
 Outcomes: `pass` when the patch resolves the task; `fail` when the response has no patch, the
 patch does not apply, or any required test fails, is skipped, or is missing (the model's fault);
@@ -32,14 +33,15 @@ from pathlib import Path
 from prometheus_client import Counter, Histogram
 
 from relayrl.config import RewardConfig
+from relayrl.reward.errors import TaskError
 from relayrl.reward.sandbox import Sandbox, SandboxResult
 from relayrl.reward.swe.grading import grade, parse_junit
 from relayrl.reward.swe.patch import extract_patch, touched_paths
-from relayrl.reward.swe.task import SweTask, TaskError, load_task
+from relayrl.reward.swe.task import SweTask, load_task
 from relayrl.reward.swe.workspace import SnapshotCache
-from relayrl.reward.verifiers import SandboxedVerifier, Score, register
+from relayrl.reward.verifiers.base import SandboxedVerifier, Score
 
-HARNESS = Path(__file__).with_name("harness.py")
+HARNESS = Path(__file__).parent.parent / "swe" / "harness.py"  # the trusted program copied into the sandbox
 JOBS = Counter("relayrl_swe_jobs_total", "SWE sandbox jobs, by outcome (pass, fail, infra_error).", ["outcome"])
 JOB_SECONDS = Histogram("relayrl_swe_job_seconds", "Wall time of one SWE sandbox job (extract, apply, test).",
                         buckets=(.25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
@@ -156,5 +158,3 @@ class SweVerifier(SandboxedVerifier):
             return Score("fail", 0.0, {"accuracy": 0.0}, details)
         return Score("pass", self.cfg.weights.accuracy, {"accuracy": 1.0}, details)
 
-
-register(SweVerifier.kind, SweVerifier)

@@ -9,9 +9,10 @@ The reference of a "code" prompt is a JSON test spec, one of two kinds:
 
 stdio: every output line is compared with the expected one (trailing whitespace ignored; a
 missing or extra line fails; a non-zero exit fails). assert: the test code runs in the trusted
-harness and calls the entry point in a separate process (`inside/harness.py`). `timeout_s` is per
-case; `early_stop` (default from config) stops at the first failing case. The program is the last
-```python fenced block of the response (or the whole response when it has no fence).
+harness and calls the entry point in a separate process (`reward/inside/harness.py`).
+`timeout_s` is per case; `early_stop` (default from config) stops at the first failing case. The
+program is the last ```python fenced block of the response (or the whole response when it has
+no fence).
 
 One sandbox job per (program, spec): every case runs in it, with per-case results in
 `details["cases"]`. Results are cached by a content hash of (program, spec), and concurrent
@@ -37,9 +38,10 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge, Histogram
 
 from relayrl.config import RewardConfig
-from relayrl.reward.math_verifier import format_reward
+from relayrl.reward.errors import SpecError
 from relayrl.reward.sandbox import Sandbox, SandboxResult
-from relayrl.reward.verifiers import SandboxedVerifier, Score, register
+from relayrl.reward.verifiers.answer import format_reward
+from relayrl.reward.verifiers.base import SandboxedVerifier, Score
 
 KILLS = Counter("relayrl_sandbox_kills_total", "Sandbox jobs or test cases killed, by reason "
                 "(timeout, memory, output, signal).", ["reason"])
@@ -51,14 +53,10 @@ CACHE_HITS = Counter("relayrl_code_cache_hits_total", "Code verifications answer
 MODE = Gauge("relayrl_sandbox_mode", "1 for the isolation mode untrusted code runs under "
              "(bwrap, weak, unavailable).", ["mode"])
 
-INSIDE = Path(__file__).parent / "inside"
+INSIDE = Path(__file__).parent.parent / "inside"  # relayrl/reward/inside: files copied into the sandbox
 HARNESS_FILES = ("harness.py", "candidate.py", "wire.py")
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _CASE_KILLS = {"timeout": "timeout", "output": "output", "killed": "signal"}
-
-
-class SpecError(ValueError):
-    """The test spec is malformed (a data error)."""
 
 
 def extract_program(response: str) -> str:
@@ -126,6 +124,9 @@ class CodeVerifier(SandboxedVerifier):
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Score] = OrderedDict()
         self._running: dict[str, Future] = {}
+
+    def lane_workers(self) -> int:
+        return self.concurrency  # one lane thread per sandbox slot
 
     def score(self, response: str, reference: str) -> Score:
         started = time.monotonic()
@@ -228,5 +229,3 @@ class CodeVerifier(SandboxedVerifier):
         ok = passed == total and not result.kill_reason
         return Score("pass" if ok else "fail", 1.0 if ok else 0.0, {"pass_rate": passed / total}, details)
 
-
-register(CodeVerifier.kind, CodeVerifier)
