@@ -21,14 +21,14 @@ import yaml
 from relayrl.config import RewardConfig, RunConfig
 from relayrl.replay import RedisReplayQueue
 from relayrl.replay.keys import StreamKeys
+from relayrl.replay.private_redis import start_private_redis
 from relayrl.reward.verifiers.math import MathVerifier
 from relayrl.reward.worker import Job, Worker
-from tests.conftest import start_redis
 from tests.integration.test_slow_lane import RUN, results, reward_cfg, wait_for
 
 
 def test_a_worker_rides_out_a_redis_restart(tmp_path):
-    server, url = start_redis(tmp_path / "redis", appendonly=True)
+    server, url = start_private_redis(tmp_path / "redis", durable=True)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     queue, k = RedisReplayQueue(url), StreamKeys(RUN)
     verifier = MathVerifier(RewardConfig(workers=1))
@@ -38,7 +38,7 @@ def test_a_worker_rides_out_a_redis_restart(tmp_path):
         server.terminate()
         server.wait(timeout=10)
         time.sleep(1.0)  # the worker's leases fail meanwhile (connection refused)
-        server, _ = start_redis(tmp_path / "redis", port=port, appendonly=True)
+        server, _ = start_private_redis(tmp_path / "redis", durable=True, port=port)
         queue.put(k.swe, Job("g/0", "g", 0, "math", "\\boxed{5}", "5", k.swe_results, time.time()).dumps())
         (result,) = wait_for(lambda: results(url), 30, "the job's result after the restart")
         assert result["score"]["outcome"] == "pass"
