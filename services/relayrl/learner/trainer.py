@@ -25,9 +25,9 @@ from pathlib import Path
 
 from relayrl import metrics
 from relayrl.config import RunConfig, StreamKeys
-from relayrl.learner.weights import WeightStore
 from relayrl.replay import ReplayQueue
 from relayrl.tasks import render
+from relayrl.weights.store import WeightStore
 from relayrl.wire import common_pb2
 
 log = logging.getLogger("relayrl.learner")

@@ -21,9 +21,9 @@ import time
 
 from relayrl import metrics
 from relayrl.config import RunConfig, StreamKeys
-from relayrl.learner.weights import WeightSource
 from relayrl.replay import ReplayQueue
 from relayrl.rollout.engine import Completion, Engine
+from relayrl.weights.source import WeightSource
 from relayrl.wire import common_pb2
 
 log = logging.getLogger("relayrl.actor")

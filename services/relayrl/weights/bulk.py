@@ -23,7 +23,9 @@ import socketserver
 import struct
 import threading
 
-from relayrl.learner.weights import WeightSource, deserialize
+from relayrl.weights import IncompleteWeights, VersionUnavailable
+from relayrl.weights.source import WeightSource
+from relayrl.weights.store import WeightStore, deserialize
 
 HEADER = struct.Struct(">qq16s")
 REQUEST = struct.Struct(">q")
@@ -31,13 +33,13 @@ HEADER_ONLY = -2
 
 
 class BulkServer(socketserver.ThreadingTCPServer):
-    """Serves a store's payloads (anything with `get(version)` like `WeightStore`); `before_read`
-    runs before each lookup (a relay uses it to pull a newer version first)."""
+    """Serves a `WeightStore`'s payloads; `before_read(version)` runs before each lookup (a relay
+    uses it to pull a newer version first)."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, store, host: str = "127.0.0.1", port: int = 0, before_read=None) -> None:
+    def __init__(self, store: WeightStore, host: str = "127.0.0.1", port: int = 0, before_read=None) -> None:
         self.store = store
         self.before_read = before_read or (lambda version: None)
         self.bytes_sent = 0
@@ -84,7 +86,7 @@ def _recv_exact(sock: socket.socket, n: int, allow_short: bool = False, into: by
         if k == 0:
             if allow_short:
                 return None
-            raise OSError(f"connection closed after {got} of {n} bytes")
+            raise IncompleteWeights(f"connection closed after {got} of {n} bytes")
         got += k
     return buf if len(buf) == n else view
 
@@ -121,7 +123,7 @@ class BulkWeightSource(WeightSource):
         until the next fetch."""
         got, dtype, payload = self._request(version)
         if got < 0 or payload is None:
-            raise LookupError(f"version {version} is not available at {self.address[0]}:{self.address[1]}")
+            raise VersionUnavailable(f"version {version} is not available at {self.address[0]}:{self.address[1]}")
         self.bytes_received += len(payload)
         return got, dtype, payload
 
@@ -129,11 +131,3 @@ class BulkWeightSource(WeightSource):
         got, _, payload = self.fetch_payload(version)
         return got, deserialize(bytes(payload))
 
-
-def make_weight_source(address: str) -> WeightSource:
-    """`bulk://host:port`: a relay's bulk port; `host:port`: gRPC (a learner or a relay)."""
-    if address.startswith("bulk://"):
-        return BulkWeightSource(address)
-    from relayrl.learner.weights import GrpcWeightSource
-
-    return GrpcWeightSource(address)
