@@ -121,6 +121,23 @@ def test_actors_read_a_relay_over_the_bulk_port(origin, relay):
         bulk.close()
 
 
+def test_bulk_bytes_sent_counts_a_payload_before_its_reader_has_it():
+    """Once a reader holds a whole payload the server has counted it (the counter is not bumped
+    after `sendall` returns, when the reader may already be done)."""
+    from relayrl.weights.bulk import BulkServer, BulkWeightSource
+
+    store = WeightStore()
+    size = len(store.publish(1, {"w": torch.zeros(1000)}, "float32").payload)
+    bulk = BulkServer(store)
+    try:
+        src = BulkWeightSource(f"127.0.0.1:{bulk.port}")
+        for i in range(1, 201):
+            src.fetch_payload(-1)
+            assert bulk.bytes_sent == i * size, f"read {i}: counted {bulk.bytes_sent}, want {i * size}"
+    finally:
+        bulk.close()
+
+
 def test_an_upstream_over_its_deadline_is_unavailable_at_the_relay_then_served(origin):
     """A relay whose pull from upstream fails transiently answers UNAVAILABLE (retry later), not
     UNKNOWN; the next read, with upstream back, gets the version."""

@@ -14,6 +14,9 @@ One request per connection. A request that is not 8 bytes, or names a version be
 answered with version -1 and the connection closed; the server never parses anything else from
 the client. There is no authentication or encryption: bind it to the node's loopback or a private
 network, like the learner's weight port.
+
+The server's `bytes_sent` counts a payload before its bytes leave (and takes the count back if
+the send fails), so a reader that has received a payload always finds it counted.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ class BulkServer(socketserver.ThreadingTCPServer):
         self._thread = threading.Thread(target=self.serve_forever, name="bulk-weights", daemon=True)
         self._thread.start()
 
+    def count(self, n: int) -> None:
+        """Add `n` payload bytes to `bytes_sent` (negative: take a failed send back)."""
+        with self._lock:
+            self.bytes_sent += n
+
     def close(self) -> None:
         self.shutdown()
         self.server_close()
@@ -70,9 +78,12 @@ class _Handler(socketserver.BaseRequestHandler):
             return
         sock.sendall(HEADER.pack(item.version, len(item.payload), item.wire_dtype.encode()))
         if version != HEADER_ONLY:
-            sock.sendall(item.payload)
-            with server._lock:
-                server.bytes_sent += len(item.payload)
+            server.count(len(item.payload))  # before the bytes leave: the reader may finish first
+            try:
+                sock.sendall(item.payload)
+            except OSError:
+                server.count(-len(item.payload))  # not delivered: take the count back
+                raise
 
 
 def _recv_exact(sock: socket.socket, n: int, allow_short: bool = False, into: bytearray | None = None):
