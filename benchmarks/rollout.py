@@ -50,12 +50,13 @@ def main() -> None:
     from vllm.inputs import TokensPrompt
 
     from relayrl.config import MemoryQueue, RolloutConfig, RunConfig, SamplingConfig, TinyModelConfig, VllmEngineConfig
-    from relayrl.learner.weights import InProcessWeightSource, WeightStore
     from relayrl.model.tiny import init_tiny
     from relayrl.replay import make_queue
     from relayrl.replay.keys import StreamKeys
     from relayrl.rollout.actor import Actor
     from relayrl.rollout.vllm_engine import VllmEngine
+    from relayrl.weights.source import InProcessWeightSource
+    from relayrl.weights.store import WeightStore
     from relayrl.wire import common_pb2
 
     tmp = tempfile.mkdtemp(prefix="relayrl-bench-")

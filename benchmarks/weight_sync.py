@@ -1,11 +1,11 @@
 """Weight transfer: gRPC bandwidth against a raw socket, and time to bring N actors to a new version.
 
 1. Bandwidth: one reader pulls a published version (a safetensors payload of `--mb` MB in the
-   wire dtype) into memory (a) from the learner's real gRPC server (`LearnerServicer`, chunked
-   streaming) and (b) from a weight relay's bulk port (`bulk://`, what actors behind a relay
-   read); the baseline sends the same bytes over a plain loopback TCP socket (`sendall` /
-   `recv_into` a preallocated buffer, as the bulk reader reuses its buffer), in the same run, the
-   three interleaved round by round; best of `--rounds` each.
+   wire dtype) into memory (a) from the learner's real gRPC weight service (`WeightServicer` of
+   `relayrl.weights.service`, chunked streaming) and (b) from a weight relay's bulk port
+   (`bulk://`, what actors behind a relay read); the baseline sends the same bytes over a plain
+   loopback TCP socket (`sendall` / `recv_into` a preallocated buffer, as the bulk reader reuses
+   its buffer), in the same run, the three interleaved round by round; best of `--rounds` each.
 2. Fan-out: 1, 2 and 4 actor processes, each pulling the new version and parsing it into tensors
    (what an actor does before `load_weights`), either all from the learner directly over gRPC or
    through one weight relay process (`relayrl serve relay --bulk-port`: one gRPC pull from the
@@ -26,7 +26,6 @@ import multiprocessing as mp
 import socket
 import threading
 import time
-from types import SimpleNamespace
 
 
 def synthetic_state(mb: int) -> dict:
@@ -45,10 +44,11 @@ def synthetic_state(mb: int) -> dict:
 
 
 def start_learner(store, chunk_bytes: int):
-    from relayrl.learner.server import serve
+    """The learner's weight service over `store`: (server, port, servicer counting bytes sent)."""
+    from relayrl.weights.service import WeightServicer, serve
 
-    shim = SimpleNamespace(store=store, version=0, cfg=SimpleNamespace(learner=SimpleNamespace(chunk_bytes=chunk_bytes)))
-    return serve(shim, 0)
+    servicer = WeightServicer(store, chunk_bytes)
+    return (*serve(servicer, 0), servicer)
 
 
 def socket_baseline(payload: bytes) -> float:
@@ -79,8 +79,8 @@ def socket_baseline(payload: bytes) -> float:
 
 
 def grpc_pull(address: str) -> tuple[float, int]:
-    from relayrl.rollout.relay import pull_payload
     from relayrl.rpc import channel
+    from relayrl.weights.relay import pull_payload
     from relayrl.wire import learner_pb2_grpc
 
     with channel(address) as ch:
@@ -94,8 +94,8 @@ def grpc_pull(address: str) -> tuple[float, int]:
 def bandwidth_rounds(payload: bytes, learner_addr: str, rounds: int) -> tuple[float, float, float]:
     """Best seconds of (gRPC from the learner, bulk from a relay, raw socket), the three
     interleaved round by round so that a busy moment of the machine hits all of them alike."""
-    from relayrl.rollout.bulk import BulkWeightSource
-    from relayrl.rollout.relay import WeightRelay, serve_bulk
+    from relayrl.weights.bulk import BulkWeightSource
+    from relayrl.weights.relay import WeightRelay, serve_bulk
 
     relay = WeightRelay(learner_addr, poll_s=3600)
     bulk = serve_bulk(relay)
@@ -115,7 +115,7 @@ def bandwidth_rounds(payload: bytes, learner_addr: str, rounds: int) -> tuple[fl
 
 def _actor(address: str, go, done) -> None:
     """An actor process: warm up on the current version, then pull the next one when told."""
-    from relayrl.rollout.bulk import make_weight_source
+    from relayrl.weights.source import make_weight_source
 
     src = make_weight_source(address)
     first, _ = src.fetch(-1)
@@ -130,14 +130,14 @@ def _actor(address: str, go, done) -> None:
 
 
 def _relay(upstream: str, port_q) -> None:
-    from relayrl.rollout.relay import WeightRelay, serve_bulk
+    from relayrl.weights.relay import WeightRelay, serve_bulk
 
     relay = WeightRelay(upstream, poll_s=0.05).start()
     port_q.put(serve_bulk(relay).port)
     threading.Event().wait()
 
 
-def fan_out(store, learner_addr: str, n: int, via_relay: bool, state: dict, wire: str, version: int) -> dict:
+def fan_out(store, servicer, learner_addr: str, n: int, via_relay: bool, state: dict, wire: str, version: int) -> dict:
     ctx = mp.get_context("spawn")
     procs = []
     address = learner_addr
@@ -153,7 +153,7 @@ def fan_out(store, learner_addr: str, n: int, via_relay: bool, state: dict, wire
         p.start()
     for _ in actors:
         assert done.get(timeout=120)[0] == "ready"
-    sent_before = store.bytes_sent
+    sent_before = servicer.bytes_sent
     store.publish(version, state, wire)  # serialized before the clock starts: the learner did it already
     t0 = time.perf_counter()
     go.set()
@@ -162,7 +162,7 @@ def fan_out(store, learner_addr: str, n: int, via_relay: bool, state: dict, wire
     for p in actors + procs:
         p.kill()
         p.join()
-    return {"seconds": round(elapsed, 3), "learner_bytes": store.bytes_sent - sent_before}
+    return {"seconds": round(elapsed, 3), "learner_bytes": servicer.bytes_sent - sent_before}
 
 
 def main() -> None:
@@ -173,22 +173,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
 
-    from relayrl.learner.weights import WeightStore
-
-    class CountingStore(WeightStore):
-        """The learner's store, counting the bytes its chunks hand to the gRPC server."""
-
-        bytes_sent = 0
-
-        def chunks(self, item, chunk_bytes):
-            for offset, data in super().chunks(item, chunk_bytes):
-                self.bytes_sent += len(data)
-                yield offset, data
+    from relayrl.weights.store import WeightStore
 
     state = synthetic_state(args.mb)
-    store = CountingStore(keep=2)
+    store = WeightStore(keep=2)
     payload = store.publish(1, state, args.wire_dtype).payload
-    server, port = start_learner(store, int(args.chunk_mb * 1024 * 1024))
+    server, port, servicer = start_learner(store, int(args.chunk_mb * 1024 * 1024))
     addr = f"127.0.0.1:{port}"
     grpc_s, bulk_s, sock_s = bandwidth_rounds(payload, addr, args.rounds)
     mb = len(payload) / 1e6
@@ -200,7 +190,7 @@ def main() -> None:
     for mode in ("direct", "relay"):
         for n in (1, 2, 4):
             version += 1
-            r = fan_out(store, addr, n, mode == "relay", state, args.wire_dtype, version)
+            r = fan_out(store, servicer, addr, n, mode == "relay", state, args.wire_dtype, version)
             result[f"{mode}_{n}_s"] = r["seconds"]
             result[f"{mode}_{n}_learner_payloads"] = round(r["learner_bytes"] / len(store.get().payload), 2)
     server.stop(grace=0)

@@ -148,7 +148,7 @@ def serve_relay(upstream: str = typer.Option(..., help="host:port of the learner
                 bulk_port: int | None = typer.Option(None, help="Also serve bulk://host:PORT (raw TCP, socket speed).")) -> None:
     """A per-node weight relay: pulls each version once, serves it to the node's actors (`--learner`)."""
     _logging()
-    from relayrl.rollout.relay import main
+    from relayrl.weights.relay import main
 
     main(upstream, port, host, chunk_bytes=chunk_bytes, poll_s=poll_s, bulk_port=bulk_port)
 

@@ -7,14 +7,17 @@ token — is never mistaken for an outage and retried forever: it propagates and
 where the launcher or the orchestrator sees it.
 
 Transient: Redis unreachable, restarting or loading its data; a gRPC peer unavailable, over its
-deadline or pushing back (RESOURCE_EXHAUSTED, ABORTED); a socket refused, reset or timed out; and
+deadline or pushing back (RESOURCE_EXHAUSTED, ABORTED); a socket refused, reset or timed out; a
+host name that does not resolve yet or a network that is unreachable (a peer's pod starting); and
 any `TransientError`, which a component raises to say "come back later" (the reward service's
 `Saturated` and `Closed`, a weight version evicted while it was being pulled).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +45,9 @@ def _grpc_transient_codes() -> frozenset:
 
 def is_transient(exc: BaseException) -> bool:
     """True when `exc` means a peer is away or busy (retry with backoff), False for anything else."""
-    if isinstance(exc, (TransientError, ConnectionError, TimeoutError)):
+    if isinstance(exc, (TransientError, ConnectionError, TimeoutError, socket.gaierror)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
         return True
     if isinstance(exc, _redis_errors()):
         return True

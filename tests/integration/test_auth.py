@@ -10,10 +10,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from relayrl.config import LearnerConfig, PublishConfig, RunConfig
 from relayrl.learner.server import serve as serve_learner
 from relayrl.learner.trainer import Learner
-from relayrl.learner.weights import GrpcWeightSource
 from relayrl.replay import MemoryReplayQueue
 from relayrl.reward.server import serve as serve_reward
 from relayrl.rpc import TOKEN_ENV, channel
+from relayrl.weights.source import GrpcWeightSource
 from relayrl.wire import learner_pb2, learner_pb2_grpc, reward_pb2, reward_pb2_grpc
 
 TOKEN = "s3cret-token"

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from relayrl.config import LearnerConfig, PublishConfig, RolloutConfig, RunConfig, SamplingConfig
 from relayrl.learner.server import serve as serve_learner
 from relayrl.learner.trainer import Learner
-from relayrl.learner.weights import InProcessWeightSource
 from relayrl.replay import MemoryReplayQueue
 from relayrl.reward.client import InProcessRewardClient
 from relayrl.reward.server import serve as serve_reward
@@ -28,6 +27,7 @@ from relayrl.rollout.actor import Actor
 from relayrl.rollout.engine import TransformersEngine
 from relayrl.rollout.server import serve as serve_rollout
 from relayrl.rpc import channel
+from relayrl.weights.source import InProcessWeightSource
 from relayrl.wire import learner_pb2, reward_pb2, rollout_pb2
 
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,

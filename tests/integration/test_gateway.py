@@ -24,13 +24,13 @@ def world(redis_url, tiny_model_dir, tmp_path):
     """A learner, a reward service and one actor of run `gw`, wired over Redis and gRPC."""
     from relayrl.learner.server import serve as serve_learner
     from relayrl.learner.trainer import Learner
-    from relayrl.learner.weights import GrpcWeightSource
     from relayrl.replay import RedisReplayQueue
     from relayrl.reward.client import GrpcRewardClient
     from relayrl.reward.server import serve as serve_reward
     from relayrl.rollout.actor import Actor
     from relayrl.rollout.engine import TransformersEngine
     from relayrl.rollout.server import serve as serve_actor
+    from relayrl.weights.source import GrpcWeightSource
 
     cfg = RunConfig(run="gw", queue=RedisQueue(url=redis_url), rollout=RolloutConfig(prompts_per_batch=3),
                     learner=LearnerConfig(batch_groups=4, weights=PublishConfig(wire_dtype="float32")))

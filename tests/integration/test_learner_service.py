@@ -9,9 +9,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from relayrl.config import LearnerConfig, PublishConfig, RunConfig
 from relayrl.learner.server import serve
 from relayrl.learner.trainer import Learner
-from relayrl.learner.weights import GrpcWeightSource
 from relayrl.replay import MemoryReplayQueue
 from relayrl.rpc import channel
+from relayrl.weights.source import GrpcWeightSource
 from relayrl.wire import learner_pb2, learner_pb2_grpc
 
 

@@ -11,7 +11,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from relayrl.config import LearnerConfig, PublishConfig, RunConfig
 from relayrl.learner.trainer import Learner
-from relayrl.learner.weights import InProcessWeightSource
 from relayrl.replay import MemoryReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.reward.client import InProcessRewardClient
@@ -20,6 +19,7 @@ from relayrl.rollout.actor import Actor
 from relayrl.rollout.engine import TransformersEngine
 from relayrl.rollout.server import serve
 from relayrl.rpc import channel
+from relayrl.weights.source import InProcessWeightSource
 from relayrl.wire import common_pb2, rollout_pb2, rollout_pb2_grpc
 
 

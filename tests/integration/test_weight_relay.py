@@ -1,12 +1,16 @@
 """The per-node weight relay: N actors behind it cost the learner one payload per version."""
 
+import threading
+import time
+
 import grpc
 import pytest
 import torch
 
-from relayrl.learner.weights import GrpcWeightSource, WeightStore
-from relayrl.rollout.relay import StoreServicer, WeightRelay, serve
-from relayrl.rpc import start_server
+from relayrl.weights import service
+from relayrl.weights.relay import WeightRelay, serve
+from relayrl.weights.source import GrpcWeightSource
+from relayrl.weights.store import WeightStore
 from relayrl.wire import learner_pb2, learner_pb2_grpc
 
 
@@ -14,9 +18,8 @@ from relayrl.wire import learner_pb2, learner_pb2_grpc
 def origin():
     """A real gRPC server speaking the learner's weight protocol over a WeightStore."""
     store = WeightStore(keep=2)
-    servicer = StoreServicer(store, chunk_bytes=1 << 14)
-    name = learner_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name
-    server, port, _ = start_server(0, [(learner_pb2_grpc.add_LearnerServiceServicer_to_server, servicer, name)])
+    servicer = service.WeightServicer(store, chunk_bytes=1 << 14)
+    server, port = service.serve(servicer, 0)
     yield store, servicer, f"127.0.0.1:{port}"
     server.stop(grace=0)
 
@@ -87,8 +90,9 @@ def test_a_relay_before_any_version_answers_unavailable(relay):
 def test_actors_read_a_relay_over_the_bulk_port(origin, relay):
     import socket
 
-    from relayrl.rollout.bulk import HEADER, BulkWeightSource, make_weight_source
-    from relayrl.rollout.relay import serve_bulk
+    from relayrl.weights.bulk import HEADER, BulkWeightSource
+    from relayrl.weights.relay import serve_bulk
+    from relayrl.weights.source import make_weight_source
 
     store, servicer, _ = origin
     relay_obj, _ = relay
@@ -115,3 +119,45 @@ def test_actors_read_a_relay_over_the_bulk_port(origin, relay):
         assert src.fetch(-1)[0] == 2  # the server survived both
     finally:
         bulk.close()
+
+
+def test_bulk_bytes_sent_counts_a_payload_before_its_reader_has_it():
+    """Once a reader holds a whole payload the server has counted it (the counter is not bumped
+    after `sendall` returns, when the reader may already be done)."""
+    from relayrl.weights.bulk import BulkServer, BulkWeightSource
+
+    store = WeightStore()
+    size = len(store.publish(1, {"w": torch.zeros(1000)}, "float32").payload)
+    bulk = BulkServer(store)
+    try:
+        src = BulkWeightSource(f"127.0.0.1:{bulk.port}")
+        for i in range(1, 201):
+            src.fetch_payload(-1)
+            assert bulk.bytes_sent == i * size, f"read {i}: counted {bulk.bytes_sent}, want {i * size}"
+    finally:
+        bulk.close()
+
+
+def test_an_upstream_over_its_deadline_is_unavailable_at_the_relay_then_served(origin):
+    """A relay whose pull from upstream fails transiently answers UNAVAILABLE (retry later), not
+    UNKNOWN; the next read, with upstream back, gets the version."""
+    from relayrl.retry import is_transient
+
+    store, servicer, address = origin
+    store.publish(1, state(1), "float32")
+    slow = threading.Event()
+    servicer.before_read = lambda version: slow.is_set() and time.sleep(1.0)
+    relay = WeightRelay(address, poll_s=3600, timeout_s=0.3)
+    server, port = serve(relay, 0)
+    try:
+        slow.set()
+        with pytest.raises(grpc.RpcError) as err:
+            GrpcWeightSource(f"127.0.0.1:{port}").fetch(-1)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "upstream" in err.value.details()
+        assert is_transient(err.value)
+        slow.clear()
+        version, got = GrpcWeightSource(f"127.0.0.1:{port}").fetch(-1)
+        assert version == 1 and torch.equal(got["a.weight"], state(1)["a.weight"])
+    finally:
+        server.stop(grace=0)
+        relay.close()

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from relayrl.config import RayConfig, RolloutConfig, RunConfig, SamplingConfig
-from relayrl.learner.weights import WeightStore
 from relayrl.rollout.engine import TransformersEngine
+from relayrl.weights.store import WeightStore
 
 pytestmark = pytest.mark.ray
 
@@ -20,14 +20,10 @@ PROMPT = "31353?"
 
 @pytest.fixture
 def weight_server():
-    from relayrl.rollout.relay import StoreServicer
-    from relayrl.rpc import start_server
-    from relayrl.wire import learner_pb2, learner_pb2_grpc
+    from relayrl.weights.service import WeightServicer, serve
 
     store = WeightStore(keep=2)
-    name = learner_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name
-    server, port, _ = start_server(0, [(learner_pb2_grpc.add_LearnerServiceServicer_to_server,
-                                        StoreServicer(store, 1 << 16), name)])
+    server, port = serve(WeightServicer(store, 1 << 16), 0)
     yield store, f"127.0.0.1:{port}"
     server.stop(grace=0)
 

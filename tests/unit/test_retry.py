@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 
 import grpc
@@ -24,6 +26,8 @@ class _Rpc(grpc.RpcError):
 
 @pytest.mark.parametrize("exc", [redis.ConnectionError("down"), redis.TimeoutError(), redis.BusyLoadingError(),
                                  ConnectionRefusedError(), TimeoutError(), TransientError("later"),
+                                 socket.gaierror(-2, "Name or service not known"),
+                                 OSError(errno.EHOSTUNREACH, "No route to host"),
                                  _Rpc(grpc.StatusCode.UNAVAILABLE), _Rpc(grpc.StatusCode.RESOURCE_EXHAUSTED),
                                  _Rpc(grpc.StatusCode.DEADLINE_EXCEEDED)])
 def test_outages_are_transient(exc):

@@ -1,8 +1,9 @@
 """The learner process: the gRPC `LearnerService` (weights, status) around the training loop.
 
-`GetWeights` streams a published version from the weight store in chunks; `GetLatestVersion`
-and `GetStatus` answer from the learner's counters. Training runs on the main thread; gRPC
-answers from its own threads, so actors pull weights while the learner trains.
+The weight methods (`GetLatestVersion`, `GetWeights`) are `relayrl.weights.service`'s, over the
+learner's weight store; this servicer adds only `GetStatus`, from the learner's counters.
+Training runs on the main thread; gRPC answers from its own threads, so actors pull weights while
+the learner trains.
 """
 
 from __future__ import annotations
@@ -13,32 +14,18 @@ from pathlib import Path
 import grpc
 
 from relayrl.learner.trainer import Learner
-from relayrl.wire import learner_pb2, learner_pb2_grpc
+from relayrl.weights import service
+from relayrl.wire import learner_pb2
 
 log = logging.getLogger("relayrl.learner")
 
 
-class LearnerServicer(learner_pb2_grpc.LearnerServiceServicer):
+class LearnerServicer(service.WeightServicer):
+    """The weight service over `learner.store`, plus the learner's status."""
+
     def __init__(self, learner: Learner) -> None:
+        super().__init__(learner.store, learner.cfg.learner.weights.chunk_bytes)
         self.learner = learner
-
-    def GetLatestVersion(self, request, context):
-        item = self.learner.store.get()
-        if item is None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "no version published yet")
-        return learner_pb2.VersionInfo(version=item.version, total_bytes=len(item.payload),
-                                       wire_dtype=item.wire_dtype)
-
-    def GetWeights(self, request, context):
-        if request.version < -1:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"version must be >= -1, got {request.version}")
-        item = self.learner.store.get(request.version)
-        if item is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"version {request.version} is not available "
-                          f"(newest is {self.learner.version}; older versions are evicted)")
-        total = len(item.payload)
-        for offset, data in self.learner.store.chunks(item, self.learner.cfg.learner.weights.chunk_bytes):
-            yield learner_pb2.WeightChunk(version=item.version, offset=offset, total_bytes=total, data=data)
 
     def GetStatus(self, request, context):
         lr = self.learner
@@ -50,12 +37,7 @@ class LearnerServicer(learner_pb2_grpc.LearnerServiceServicer):
 
 
 def serve(learner: Learner, port: int, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
-    from relayrl.rpc import start_server
-
-    name = learner_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name
-    server, bound, _ = start_server(port, [(learner_pb2_grpc.add_LearnerServiceServicer_to_server,
-                                            LearnerServicer(learner), name)], host=host)
-    return server, bound
+    return service.serve(LearnerServicer(learner), port, host)
 
 
 def main(config_path: str, redis_url: str, port: int, out: str, model_dir: str, steps: int | None = None,

@@ -28,10 +28,10 @@ from relayrl.learner import checkpoint as ckpt
 from relayrl.learner.intake import Admission, Counters, Intake, group_staleness
 from relayrl.learner.runlog import RunLog
 from relayrl.learner.spec import resolve
-from relayrl.learner.weights import WeightStore
 from relayrl.replay import ReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.retry import retry
+from relayrl.weights.store import WeightStore
 from relayrl.wire import common_pb2
 
 log = logging.getLogger("relayrl.learner")

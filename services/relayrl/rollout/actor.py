@@ -21,10 +21,11 @@ import time
 
 from relayrl import metrics
 from relayrl.config import RunConfig
-from relayrl.learner.weights import WeightSource
 from relayrl.replay import ReplayQueue
 from relayrl.replay.keys import StreamKeys
+from relayrl.retry import Backoff, is_transient
 from relayrl.rollout.engine import Completion, Engine
+from relayrl.weights.source import WeightSource
 from relayrl.wire import common_pb2
 
 log = logging.getLogger("relayrl.actor")
@@ -104,27 +105,17 @@ class Actor:
         return len(groups)
 
     def run(self) -> None:
-        """Loop until `stop` is set. A failed hand-off is retried with backoff: the prompt stays
-        leased, and if this actor gives up it is re-leased to another after the idle timeout."""
-        backoff = 0.5
+        """Loop until `stop` is set. A transient failure (`relayrl.retry.is_transient`: Redis or a
+        gRPC peer away, the reward service saturated or closing, a weight version not there yet)
+        is retried with backoff: the prompt stays leased, and if this actor gives up it is
+        re-leased to another after the idle timeout. Anything else is a bug and ends the actor."""
+        backoff = Backoff(0.5, 10.0, stop=self.stop)
         while not self.stop.is_set():
             try:
                 self.step()
-                backoff = 0.5
+                backoff.reset()
             except Exception as exc:  # fault-tolerance boundary: a peer restarting must not kill the actor
-                if self._fatal(exc):
+                if not is_transient(exc):
                     raise
-                log.warning("%s: %s; retrying in %.1f s", self.actor_id, exc, backoff)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-
-    @staticmethod
-    def _fatal(exc: Exception) -> bool:
-        """Errors of our own making (bad weights, a bug) end the actor; network faults do not."""
-        import grpc
-        import redis
-
-        from relayrl.reward.client import Closed, Saturated
-
-        transient = (grpc.RpcError, redis.ConnectionError, redis.TimeoutError, OSError, LookupError, Saturated, Closed)
-        return not isinstance(exc, transient)
+                log.warning("%s: %s; retrying in %.1f s", self.actor_id, exc, backoff.next_s)
+                backoff.wait()

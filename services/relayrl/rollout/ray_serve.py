@@ -43,8 +43,8 @@ class RolloutReplica:
                  reward: str | None = None) -> None:
         from ray import serve
 
-        from relayrl.rollout.bulk import make_weight_source
         from relayrl.rollout.server import make_engine
+        from relayrl.weights.source import make_weight_source
 
         self.cfg = RunConfig.model_validate(cfg)
         self.replica_id = serve.get_replica_context().replica_id.unique_id
@@ -87,10 +87,12 @@ class RolloutReplica:
     def _follow(self) -> None:
         import grpc
 
+        from relayrl.retry import TransientError
+
         while not self.stop.wait(self.cfg.rollout.ray.poll_s):
             try:
                 self.sync()
-            except (grpc.RpcError, OSError) as exc:  # fault-tolerance boundary: the learner restarting
+            except (grpc.RpcError, OSError, TransientError) as exc:  # fault-tolerance boundary: the learner restarting
                 log.warning("replica %s: weight poll failed: %s", self.replica_id, exc)
 
     def status(self) -> dict:

@@ -14,7 +14,7 @@ learner. The relay serves bytes as it received them; it does not check what they
 learner's payload is trusted as it is on the direct path), and it has no authentication of its
 own: run it on the node's loopback or a private network, like the learner's weight port.
 
-Besides gRPC a relay can serve its actors over a plain TCP stream (`rollout/bulk.py`, actors use
+Besides gRPC a relay can serve its actors over a plain TCP stream (`weights/bulk.py`, actors use
 `--learner bulk://host:port`): Python gRPC moves large payloads at a fraction of socket speed.
 """
 
@@ -25,7 +25,9 @@ import threading
 
 import grpc
 
-from relayrl.learner.weights import Published, WeightStore
+from relayrl.weights import service
+from relayrl.weights.service import WeightServicer, reassemble
+from relayrl.weights.store import Published, WeightStore
 from relayrl.wire import learner_pb2, learner_pb2_grpc
 
 log = logging.getLogger("relayrl.relay")
@@ -33,62 +35,9 @@ log = logging.getLogger("relayrl.relay")
 
 def pull_payload(stub, version: int = -1, timeout_s: float = 120.0) -> Published:
     """Pull one version's raw payload from a `LearnerService` (a learner or another relay)."""
-    parts: list[bytes] = []
-    got, total, size = None, -1, 0
-    for chunk in stub.GetWeights(learner_pb2.GetWeightsRequest(version=version), timeout=timeout_s):
-        if chunk.offset != size:
-            raise OSError(f"weight chunk at offset {chunk.offset}, expected {size}")
-        got, total = chunk.version, chunk.total_bytes
-        parts.append(chunk.data)
-        size += len(chunk.data)
-    if got is None or size != total:
-        raise OSError(f"incomplete weights: {size} of {total} bytes received")
+    got, payload = reassemble(stub.GetWeights(learner_pb2.GetWeightsRequest(version=version), timeout=timeout_s))
     info = stub.GetLatestVersion(learner_pb2.GetLatestVersionRequest(), timeout=timeout_s)
-    return Published(got, b"".join(parts), info.wire_dtype if info.version == got else "")
-
-
-class PayloadCache(WeightStore):
-    """A `WeightStore` that also takes payloads already serialized (what a relay receives)."""
-
-    def put(self, item: Published) -> None:
-        with self._lock:
-            self._versions[item.version] = item
-            while len(self._versions) > self._keep:
-                self._versions.popitem(last=False)
-
-
-class StoreServicer(learner_pb2_grpc.LearnerServiceServicer):
-    """Serves a `WeightStore` over the learner's weight protocol (the relay's downstream side)."""
-
-    def __init__(self, store: WeightStore, chunk_bytes: int, before_read=None) -> None:
-        self.store, self.chunk_bytes = store, chunk_bytes
-        self.before_read = before_read or (lambda version: None)
-        self.bytes_sent = 0
-        self._lock = threading.Lock()
-
-    def GetLatestVersion(self, request, context):
-        self.before_read(-1)
-        item = self.store.get()
-        if item is None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "no version available yet")
-        return learner_pb2.VersionInfo(version=item.version, total_bytes=len(item.payload), wire_dtype=item.wire_dtype)
-
-    def GetWeights(self, request, context):
-        if request.version < -1:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"version must be >= -1, got {request.version}")
-        self.before_read(request.version)
-        item = self.store.get(request.version)
-        if item is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"version {request.version} is not available here")
-        total = len(item.payload)
-        for offset, data in self.store.chunks(item, self.chunk_bytes):
-            with self._lock:
-                self.bytes_sent += len(data)
-            yield learner_pb2.WeightChunk(version=item.version, offset=offset, total_bytes=total, data=data)
-
-    def GetStatus(self, request, context):
-        item = self.store.get()
-        return learner_pb2.LearnerStatus(version=-1 if item is None else item.version)
+    return Published(got, payload, info.wire_dtype if info.version == got else "")
 
 
 class WeightRelay:
@@ -101,14 +50,14 @@ class WeightRelay:
         self.upstream = upstream
         self._channel = channel(upstream)
         self._stub = learner_pb2_grpc.LearnerServiceStub(self._channel)
-        self.store = PayloadCache(keep)
+        self.store = WeightStore(keep)
         self.poll_s, self.timeout_s = poll_s, timeout_s
         self.bytes_pulled = 0
         self.pulls = 0
         self._pull_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.servicer = StoreServicer(self.store, chunk_bytes, before_read=self._ensure)
+        self.servicer = WeightServicer(self.store, chunk_bytes, before_read=self._ensure)
 
     def upstream_version(self) -> int:
         try:
@@ -119,8 +68,7 @@ class WeightRelay:
             raise
 
     def held_version(self) -> int:
-        item = self.store.get()
-        return -1 if item is None else item.version
+        return self.store.newest_version()
 
     def sync(self) -> bool:
         """Pull the newest upstream version if it is newer than the one held; True if pulled.
@@ -163,19 +111,14 @@ class WeightRelay:
 
 def serve_bulk(relay: WeightRelay, port: int = 0, host: str = "127.0.0.1"):
     """Start the relay's bulk TCP server (`bulk://host:port` for actors); returns the `BulkServer`."""
-    from relayrl.rollout.bulk import BulkServer
+    from relayrl.weights.bulk import BulkServer
 
     return BulkServer(relay.store, host, port, before_read=relay._ensure)
 
 
 def serve(relay: WeightRelay, port: int, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
     """Start the relay's gRPC server (the learner's service name, health and reflection)."""
-    from relayrl.rpc import start_server
-
-    name = learner_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name
-    server, bound, _ = start_server(port, [(learner_pb2_grpc.add_LearnerServiceServicer_to_server,
-                                            relay.servicer, name)], host=host, workers=16)
-    return server, bound
+    return service.serve(relay.servicer, port, host, workers=16)
 
 
 def main(upstream: str, port: int, host: str = "127.0.0.1", chunk_bytes: int = 4 * 1024 * 1024,

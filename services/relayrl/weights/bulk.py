@@ -14,6 +14,9 @@ One request per connection. A request that is not 8 bytes, or names a version be
 answered with version -1 and the connection closed; the server never parses anything else from
 the client. There is no authentication or encryption: bind it to the node's loopback or a private
 network, like the learner's weight port.
+
+The server's `bytes_sent` counts a payload before its bytes leave (and takes the count back if
+the send fails), so a reader that has received a payload always finds it counted.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import socketserver
 import struct
 import threading
 
-from relayrl.learner.weights import WeightSource, deserialize
+from relayrl.weights import IncompleteWeights, VersionUnavailable
+from relayrl.weights.source import WeightSource
+from relayrl.weights.store import WeightStore, deserialize
 
 HEADER = struct.Struct(">qq16s")
 REQUEST = struct.Struct(">q")
@@ -31,13 +36,13 @@ HEADER_ONLY = -2
 
 
 class BulkServer(socketserver.ThreadingTCPServer):
-    """Serves a store's payloads (anything with `get(version)` like `WeightStore`); `before_read`
-    runs before each lookup (a relay uses it to pull a newer version first)."""
+    """Serves a `WeightStore`'s payloads; `before_read(version)` runs before each lookup (a relay
+    uses it to pull a newer version first)."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, store, host: str = "127.0.0.1", port: int = 0, before_read=None) -> None:
+    def __init__(self, store: WeightStore, host: str = "127.0.0.1", port: int = 0, before_read=None) -> None:
         self.store = store
         self.before_read = before_read or (lambda version: None)
         self.bytes_sent = 0
@@ -46,6 +51,11 @@ class BulkServer(socketserver.ThreadingTCPServer):
         self.port = self.server_address[1]
         self._thread = threading.Thread(target=self.serve_forever, name="bulk-weights", daemon=True)
         self._thread.start()
+
+    def count(self, n: int) -> None:
+        """Add `n` payload bytes to `bytes_sent` (negative: take a failed send back)."""
+        with self._lock:
+            self.bytes_sent += n
 
     def close(self) -> None:
         self.shutdown()
@@ -68,9 +78,12 @@ class _Handler(socketserver.BaseRequestHandler):
             return
         sock.sendall(HEADER.pack(item.version, len(item.payload), item.wire_dtype.encode()))
         if version != HEADER_ONLY:
-            sock.sendall(item.payload)
-            with server._lock:
-                server.bytes_sent += len(item.payload)
+            server.count(len(item.payload))  # before the bytes leave: the reader may finish first
+            try:
+                sock.sendall(item.payload)
+            except OSError:
+                server.count(-len(item.payload))  # not delivered: take the count back
+                raise
 
 
 def _recv_exact(sock: socket.socket, n: int, allow_short: bool = False, into: bytearray | None = None):
@@ -84,7 +97,7 @@ def _recv_exact(sock: socket.socket, n: int, allow_short: bool = False, into: by
         if k == 0:
             if allow_short:
                 return None
-            raise OSError(f"connection closed after {got} of {n} bytes")
+            raise IncompleteWeights(f"connection closed after {got} of {n} bytes")
         got += k
     return buf if len(buf) == n else view
 
@@ -121,7 +134,7 @@ class BulkWeightSource(WeightSource):
         until the next fetch."""
         got, dtype, payload = self._request(version)
         if got < 0 or payload is None:
-            raise LookupError(f"version {version} is not available at {self.address[0]}:{self.address[1]}")
+            raise VersionUnavailable(f"version {version} is not available at {self.address[0]}:{self.address[1]}")
         self.bytes_received += len(payload)
         return got, dtype, payload
 
@@ -129,11 +142,3 @@ class BulkWeightSource(WeightSource):
         got, _, payload = self.fetch_payload(version)
         return got, deserialize(bytes(payload))
 
-
-def make_weight_source(address: str) -> WeightSource:
-    """`bulk://host:port`: a relay's bulk port; `host:port`: gRPC (a learner or a relay)."""
-    if address.startswith("bulk://"):
-        return BulkWeightSource(address)
-    from relayrl.learner.weights import GrpcWeightSource
-
-    return GrpcWeightSource(address)

@@ -1,0 +1,27 @@
+"""Weight versions from the learner to the actors: publishing, serving, pulling and relaying.
+
+The learner and the rollout side meet here (and on the wire and in Redis), never in each other's
+packages. One module per part:
+
+    store    the published-version type, (de)serialisation, the store of the last few versions
+    service  the gRPC `LearnerService` weight methods over a store (the learner's and a relay's)
+    source   `WeightSource`, the boundary an actor pulls through: in-process, gRPC or bulk
+    bulk     a relay's raw-TCP fast path (`bulk://host:port`) and the source that reads it
+    relay    a per-node relay: one pull per version from upstream, re-served to the node's actors
+
+The two errors below are how the weight path says "come back later": both are `TransientError`s,
+so the one retry policy (`relayrl.retry.is_transient`) retries them; they also keep the builtin
+bases the callers of the first implementation caught.
+"""
+
+from __future__ import annotations
+
+from relayrl.retry import TransientError
+
+
+class VersionUnavailable(TransientError, LookupError):
+    """The version asked for is not held: none published yet, or evicted before it was pulled."""
+
+
+class IncompleteWeights(TransientError, OSError):
+    """A weight transfer ended short or out of order (the peer went away mid-stream)."""
