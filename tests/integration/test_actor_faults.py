@@ -14,10 +14,11 @@ import time
 import pytest
 import torch
 
-from relayrl.config import LearnerConfig, RewardConfig, RolloutConfig, RunConfig, SamplingConfig, StreamKeys
+from relayrl.config import LearnerConfig, PublishConfig, RewardConfig, RolloutConfig, RunConfig, SamplingConfig
 from relayrl.learner.server import serve as serve_learner
 from relayrl.learner.trainer import Learner
 from relayrl.replay import MemoryReplayQueue
+from relayrl.replay.keys import StreamKeys
 from relayrl.reward.client import InProcessRewardClient
 from relayrl.reward.service import RewardService
 from relayrl.rollout.actor import Actor
@@ -25,7 +26,7 @@ from relayrl.rollout.engine import TransformersEngine
 from relayrl.weights.source import GrpcWeightSource, InProcessWeightSource
 from relayrl.wire import common_pb2
 
-CFG = RunConfig(learner=LearnerConfig(batch_groups=2, wire_dtype="float32"),
+CFG = RunConfig(learner=LearnerConfig(batch_groups=2, weights=PublishConfig(wire_dtype="float32")),
                 rollout=RolloutConfig(prompts_per_batch=1, sampling=SamplingConfig(group_size=2, max_new_tokens=4)))
 
 
