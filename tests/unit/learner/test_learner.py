@@ -8,7 +8,7 @@ from relayrl.learner.trainer import Learner
 from relayrl.replay import MemoryReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.wire import common_pb2
-from tests.unit.test_intake import make_group
+from tests.unit.learner.test_intake import make_group
 
 
 @pytest.fixture

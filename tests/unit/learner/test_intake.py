@@ -2,8 +2,6 @@
 reason, redelivery to a restarted consumer, recovery after a Redis outage, and that the learner's
 parts (intake, policy, run log) do not import each other."""
 
-import subprocess
-import sys
 
 import pytest
 import redis
@@ -199,14 +197,3 @@ def test_a_bug_is_not_an_outage_it_propagates():
     intake.queue = Broken(inner, calls_down=0)
     with pytest.raises(KeyError, match="a bug"):
         intake.collect(version=0)
-
-
-@pytest.mark.parametrize("module,forbidden", [
-    ("relayrl.learner.intake", ("torch", "transformers", "relayrl.learner.policy", "relayrl.learner.runlog")),
-    ("relayrl.learner.policy", ("relayrl.learner.intake", "relayrl.learner.runlog")),
-    ("relayrl.learner.runlog", ("torch", "relayrl.learner.intake", "relayrl.learner.policy")),
-])
-def test_the_learner_s_parts_do_not_import_each_other(module, forbidden):
-    code = f"import sys, {module}; print(' '.join(m for m in {forbidden!r} if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "", f"{module} imports {out}"

@@ -10,7 +10,7 @@ import pytest
 from relayrl.reward.errors import TaskError
 from relayrl.reward.swe.task import load_manifest, load_task
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GOOD = {"problem_statement": "fix it", "fail_to_pass": ["tests/test_a.py::test_x"],
         "pass_to_pass": ["tests/test_a.py::test_y"], "test_files": ["tests/test_a.py"], "timeout_s": 30}
 
