@@ -115,7 +115,7 @@ def bandwidth_rounds(payload: bytes, learner_addr: str, rounds: int) -> tuple[fl
 
 def _actor(address: str, go, done) -> None:
     """An actor process: warm up on the current version, then pull the next one when told."""
-    from relayrl.weights.source import make_weight_source
+    from relayrl.weights import make_weight_source
 
     src = make_weight_source(address)
     first, _ = src.fetch(-1)

@@ -90,9 +90,9 @@ def test_a_relay_before_any_version_answers_unavailable(relay):
 def test_actors_read_a_relay_over_the_bulk_port(origin, relay):
     import socket
 
+    from relayrl.weights import make_weight_source
     from relayrl.weights.bulk import HEADER, BulkWeightSource
     from relayrl.weights.relay import serve_bulk
-    from relayrl.weights.source import make_weight_source
 
     store, servicer, _ = origin
     relay_obj, _ = relay

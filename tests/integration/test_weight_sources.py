@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from relayrl.retry import is_transient
-from relayrl.weights import IncompleteWeights, VersionUnavailable, service
+from relayrl.weights import IncompleteWeights, VersionUnavailable, make_weight_source, service
 from relayrl.weights.bulk import HEADER, BulkWeightSource
 from relayrl.weights.service import reassemble
-from relayrl.weights.source import GrpcWeightSource, InProcessWeightSource, make_weight_source
+from relayrl.weights.source import GrpcWeightSource, InProcessWeightSource
 from relayrl.weights.store import WeightStore
 from relayrl.wire import learner_pb2
 

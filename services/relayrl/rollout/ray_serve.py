@@ -44,7 +44,7 @@ class RolloutReplica:
         from ray import serve
 
         from relayrl.rollout.server import make_engine
-        from relayrl.weights.source import make_weight_source
+        from relayrl.weights import make_weight_source
 
         self.cfg = RunConfig.model_validate(cfg)
         self.replica_id = serve.get_replica_context().replica_id.unique_id

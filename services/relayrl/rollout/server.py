@@ -89,7 +89,7 @@ def main(config_path: str, redis_url: str, actor_id: str, learner: str, reward: 
     from relayrl.metrics import serve_metrics
     from relayrl.replay import make_queue
     from relayrl.reward.client import GrpcRewardClient
-    from relayrl.weights.source import make_weight_source
+    from relayrl.weights import make_weight_source
 
     cfg = RunConfig.load(config_path)
     engine = make_engine(cfg, model_dir)

@@ -5,7 +5,8 @@ packages. One module per part:
 
     store    the published-version type, (de)serialisation, the store of the last few versions
     service  the gRPC `LearnerService` weight methods over a store (the learner's and a relay's)
-    source   `WeightSource`, the boundary an actor pulls through: in-process, gRPC or bulk
+    source   `WeightSource`, the boundary an actor pulls through: in-process or gRPC
+             (`make_weight_source` below picks gRPC or bulk from an address)
     bulk     a relay's raw-TCP fast path (`bulk://host:port`) and the source that reads it
     relay    a per-node relay: one pull per version from upstream, re-served to the node's actors
 
@@ -25,3 +26,15 @@ class VersionUnavailable(TransientError, LookupError):
 
 class IncompleteWeights(TransientError, OSError):
     """A weight transfer ended short or out of order (the peer went away mid-stream)."""
+
+
+def make_weight_source(address: str):
+    """The `WeightSource` an address names: `bulk://host:port` a relay's bulk port, `host:port` gRPC
+    (a learner or a relay). Here rather than in `source`, which `bulk` builds on."""
+    if address.startswith("bulk://"):
+        from relayrl.weights.bulk import BulkWeightSource
+
+        return BulkWeightSource(address)
+    from relayrl.weights.source import GrpcWeightSource
+
+    return GrpcWeightSource(address)

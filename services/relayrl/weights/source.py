@@ -73,12 +73,3 @@ class GrpcWeightSource(WeightSource):
 
     def close(self) -> None:
         self._channel.close()
-
-
-def make_weight_source(address: str) -> WeightSource:
-    """`bulk://host:port`: a relay's bulk port; `host:port`: gRPC (a learner or a relay)."""
-    if address.startswith("bulk://"):
-        from relayrl.weights.bulk import BulkWeightSource
-
-        return BulkWeightSource(address)
-    return GrpcWeightSource(address)
