@@ -32,6 +32,8 @@ import tarfile
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from relayrl.config.task import SwePromptConfig
 from relayrl.reward.errors import TaskError
 from relayrl.reward.swe.patch import touched_paths
@@ -50,6 +52,12 @@ def task_at(path: Path) -> SweTask:
     return load_task(path)
 
 
+def one_line(message: str) -> str:
+    """A multi-line message (pydantic's) as one line, without its documentation links."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return "; ".join(line for line in lines if not line.startswith("For further information"))
+
+
 def task_dir(row_where: str, value: object, base: Path) -> Path:
     """The task directory a row's `task` names (relative to the data file's folder), checked."""
     if not isinstance(value, str) or not value:
@@ -58,8 +66,22 @@ def task_dir(row_where: str, value: object, base: Path) -> Path:
     try:
         task_at(path)
     except TaskError as exc:
-        raise DataError(f"{row_where}: task: {exc}") from None
+        raise DataError(f"{row_where}: task: {one_line(str(exc))}") from None
     return path
+
+
+INSTANCE_NAMES = {"fail_to_pass": "FAIL_TO_PASS", "pass_to_pass": "PASS_TO_PASS"}
+"""task.json's field -> the instance's."""
+
+
+def _check(row_where: str, spec: dict) -> None:
+    """The task.json an instance makes, validated before anything is written."""
+    try:
+        SweTask.model_validate(spec)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        name = str(err["loc"][0]) if err["loc"] else "instance"
+        raise DataError(f"{row_where}: {INSTANCE_NAMES.get(name, name)}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def _ids(row_where: str, rec: dict, name: str) -> list[str]:
@@ -139,6 +161,7 @@ def convert_instance(row_where: str, rec: dict, base: Path, tasks_dir: Path | No
     spec = {"instance_id": iid, "problem_statement": rec["problem_statement"], "fail_to_pass": fail,
             "pass_to_pass": passing, "test_files": test_files,
             **{k: rec[k] for k in ("test_command", "timeout_s") if rec.get(k) is not None}}
+    _check(row_where, spec)
     dest = (tasks_dir or base / ".relayrl-swe").resolve() / iid
     stamp = _fingerprint({**spec, "test_patch": test_patch, "patch": rec.get("patch")}, snapshot)
     if not ((dest / FINGERPRINT).is_file() and (dest / FINGERPRINT).read_text() == stamp):
@@ -157,8 +180,8 @@ def convert_instance(row_where: str, rec: dict, base: Path, tasks_dir: Path | No
         task_at.cache_clear()
     try:
         task_at(dest)
-    except TaskError as exc:
-        raise DataError(f"{row_where}: {exc}") from None
+    except TaskError as exc:  # a test file or an id's file missing from the snapshot
+        raise DataError(f"{row_where}: {one_line(str(exc))}") from None
     return dest
 
 
