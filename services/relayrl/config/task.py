@@ -117,6 +117,22 @@ class SwePromptConfig(Section):
     """Where SWE-bench-style instances are converted into task directories; null: `.relayrl-swe/` beside the data file. Reward workers must see the same path."""
 
 
+class TemplatesConfig(Section):
+    """The text a math or code row's prompt is put in; `{prompt}` is the row's prompt (chat-message prompts are used as they are)."""
+
+    math: str = "{prompt}"
+    """A math row's prompt, e.g. `{prompt} Put the final answer in \\boxed{}.`"""
+    code: str = "{prompt}"
+    """A code row's prompt, e.g. `{prompt} Reply with a Python program in a ```python block.`"""
+
+    @model_validator(mode="after")
+    def _placeholder(self) -> TemplatesConfig:
+        for kind in ("math", "code"):
+            if "{prompt}" not in getattr(self, kind):
+                raise ValueError(f"task.templates.{kind} must contain {{prompt}}")
+        return self
+
+
 class TaskConfig(Section):
     """Where prompts come from, and how they are put to the model."""
 
@@ -124,8 +140,8 @@ class TaskConfig(Section):
     """Where rows come from: `type: procedural`, `reasoning_gym` or `file`."""
     seed: int = 0
     """Seed of the generators, of the shuffling of file rows and of the held-out fraction."""
-    template: str = "{prompt}"
-    """A math or code row's prompt text; `{prompt}` is the row's prompt (not for chat-message prompts)."""
+    templates: TemplatesConfig = TemplatesConfig()
+    """The text math and code rows' prompts are put in."""
     swe: SwePromptConfig = SwePromptConfig()
     """SWE rows' prompts."""
     chat: bool = False
@@ -139,6 +155,4 @@ class TaskConfig(Section):
     def _chat_fields(self) -> TaskConfig:
         if not self.chat and (self.system is not None or self.examples):
             raise ValueError("task.system and task.examples need task.chat: true")
-        if "{prompt}" not in self.template:
-            raise ValueError("task.template must contain {prompt}")
         return self

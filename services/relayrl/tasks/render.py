@@ -1,6 +1,6 @@
 """The one place a row becomes what an actor sees and what a verifier gets, for training and `relayrl eval`.
 
-The prompt text: a math or code row's prompt under `task.template`; a SWE row's problem
+The prompt text: a math or code row's prompt under its kind's `task.templates`; a SWE row's problem
 statement and relevant files under `task.swe.template` (`tasks.swe`); with `task.chat`, or
 whenever a row's prompt is chat messages, the policy tokenizer's chat template around it, after
 the system message and the worked examples of the config. The reference: a math row's gold
@@ -56,7 +56,7 @@ def prompt_text(row: Row, cfg: TaskConfig, tokenizer) -> str:
     if row.kind == "swe" and row.prompt is None:
         content: str | list[dict] = swe_prompt(row, cfg.swe)
     elif isinstance(row.prompt, str):
-        content = cfg.template.replace("{prompt}", row.prompt)
+        content = getattr(cfg.templates, row.kind).replace("{prompt}", row.prompt)
     else:
         content = list(row.prompt)
     if isinstance(content, str) and not cfg.chat:

@@ -100,7 +100,8 @@ def test_trl_prompt_solution_rows_load_in_either_format(tmp_path, fmt):
     else:
         pq.write_table(pa.Table.from_pylist(rows), path)
     t = tasks(path, shuffle=False)
-    out = [render(r, TaskConfig(source=t.src, template="{prompt} Answer in \\boxed{}."), None) for r in t.train]
+    cfg = TaskConfig(source=t.src, templates={"math": "{prompt} Answer in \\boxed{}."})
+    out = [render(r, cfg, None) for r in t.train]
     assert [o.kind for o in out] == ["math"] * 4
     assert out[3].text == "What is 3 + 3? Answer in \\boxed{}." and out[3].reference == "6"
 
@@ -184,3 +185,13 @@ def test_a_file_source_in_a_run_config(tmp_path):
         RunConfig.parse({"task": {"source": {"type": "file"}}})
     with pytest.raises(ConfigError, match=r"task\.source\.held_out_fraction: .*less than 1"):
         RunConfig.parse({"task": {"source": {"type": "file", "path": "x.jsonl", "held_out_fraction": 1.5}}})
+
+
+def test_each_kind_has_its_template(tmp_path):
+    path = write_jsonl(tmp_path / "two.jsonl", [{"prompt": "2+2?", "answer": "4"}, {"prompt": "Echo.", "tests": STDIO}])
+    cfg = TaskConfig(source=FileSource(path=path, shuffle=False),
+                     templates={"math": "{prompt} Box it.", "code": "{prompt}\nUse a ```python block."})
+    math, code = (render(r, cfg, None).text for r in Tasks(cfg).train)
+    assert (math, code) == ("2+2? Box it.", "Echo.\nUse a ```python block.")
+    with pytest.raises(ConfigError, match=r"task\.templates\.code must contain \{prompt\}"):
+        RunConfig.parse({"task": {"templates": {"code": "no placeholder"}}})
