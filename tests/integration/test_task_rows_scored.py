@@ -175,3 +175,25 @@ def test_a_broken_instance_is_one_line_naming_the_row_and_field(tmp_path):
         with pytest.raises(DataError, match=expected) as err:
             Tasks(TaskConfig(source=FileSource(path=data / "swe.jsonl")))
         assert "\n" not in str(err.value)
+
+
+def test_the_shipped_code_dataset_loads_and_its_gold_programs_pass(monkeypatch, code_verifier):
+    from relayrl.config import RunConfig
+
+    monkeypatch.chdir(ROOT)  # the shipped configs name their data relative to the repository root
+    cfg = RunConfig.load(ROOT / "configs" / "code-mini.yaml")
+    t = Tasks(cfg.task, cfg.reward.code)
+    rows = [*t.train, *t.held_out()]
+    assert len(t.train) >= 10 and len(t.held) >= 3 and {r.kind for r in rows} == {"code"}
+    gold = {}
+    for name in ("train.jsonl", "held_out.jsonl"):
+        for line in (ROOT / "examples" / "code-mini" / name).read_text().splitlines():
+            entry = json.loads(line)
+            gold[entry["id"]] = entry["gold_program"]
+    for row in rows:
+        reference = render(row, TaskConfig(), None).reference
+        good = code_verifier.score(f"Here:\n```python\n{gold[row.id]}```", reference)
+        assert good.outcome == "pass", (row.id, good.details)
+        assert code_verifier.score("```python\npass\n```", reference).outcome == "fail", row.id
+    mixed = Tasks(RunConfig.load(ROOT / "configs" / "mixed-mini.yaml").task)
+    assert {r.kind for r in mixed.train} == {"math", "code", "swe"}
