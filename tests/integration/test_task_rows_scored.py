@@ -197,3 +197,28 @@ def test_the_shipped_code_dataset_loads_and_its_gold_programs_pass(monkeypatch, 
         assert code_verifier.score("```python\npass\n```", reference).outcome == "fail", row.id
     mixed = Tasks(RunConfig.load(ROOT / "configs" / "mixed-mini.yaml").task)
     assert {r.kind for r in mixed.train} == {"math", "code", "swe"}
+
+
+def test_relayrl_eval_scores_a_file_tasks_held_out_rows_each_with_its_kind(tmp_path, tiny_model_dir):
+    from relayrl.evaluation.runner import evaluate
+
+    rows = [{"prompt": f"{i}+{i}=", "answer": str(2 * i)} for i in range(6)]
+    rows += [{"prompt": f"{i}=", "tests": {"inputs": [""], "outputs": [str(i)], "prefix": "print(", "suffix": ")"}}
+             for i in range(6)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = TaskConfig(source=FileSource(path=tmp_path / "d.jsonl", held_out_fraction=0.5), seed=2)
+    held = list(Tasks(task).held_out())
+    assert {r.kind for r in held} == {"math", "code"} and len(held) == 6
+    samples = tmp_path / "samples.jsonl"
+    report = evaluate(tiny_model_dir, ["task"], k=2, n=6, max_new_tokens=1, temperature=1.0, task=task,
+                      samples_path=samples)
+    figures = report["datasets"]["task"]
+    assert figures["n"] == 6 and figures["infra_errors"] == 0
+    written = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert [w["prompt"] for w in written][::2] == [r.prompt for r in held]
+    assert [w["reference"] for w in written][::2] == [render(r, task, None).reference for r in held]
+    for w, row in zip(written, [r for r in held for _ in range(2)]):
+        # one token of response: right exactly when it is the target (code: `print(t)` run in the
+        # sandbox) or the answer (math: math-verify), so each kind's own verifier judged it
+        target = row.answer if row.kind == "math" else row.tests["cases"][0]["stdout"]
+        assert w["correct"] == (w["response"] == target), (row.kind, w)
