@@ -33,13 +33,21 @@ def train(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="
           steps: int | None = typer.Option(None, min=1, help="Optimizer steps (overrides learner.steps)."),
           out: Path = typer.Option(Path("runs/latest"), help="Output directory: checkpoints, logs, summary.json."),
           quiet: bool = typer.Option(False, help="No progress display."),
-          resume: bool = typer.Option(False, help="Continue the run in OUT from its newest checkpoint (same Redis).")) -> None:
+          resume: bool = typer.Option(False, help="Continue the run in OUT from its newest checkpoint (same Redis)."),
+          data: Path | None = typer.Option(None, exists=True, help="Train on the rows of this data file (relayrl, "
+                                                                   "verl or TRL layout; JSONL, Parquet, ...) instead "
+                                                                   "of the config's task.source.")) -> None:
     """Train on this machine: a private Redis, the reward service, the learner and the actors as
     separate processes on loopback; writes OUT/summary.json at the end."""
     from relayrl.config import RunConfig
+    from relayrl.config.task import FileSource
     from relayrl.local import run_local
+    from relayrl.tasks import Tasks
 
     cfg = RunConfig.load(config)
+    if data is not None:
+        cfg.task.source = FileSource(path=data)
+    Tasks(cfg.task, cfg.reward.code)  # a bad data file or row: one line now, before any process starts
     try:
         summary = run_local(cfg, out, steps=steps, progress=not quiet, resume=resume)
     except KeyboardInterrupt:
@@ -335,11 +343,15 @@ def distill_command(teacher: Path = typer.Argument(..., exists=True, file_okay=F
 
 def main() -> None:
     from relayrl.config import ConfigError
+    from relayrl.tasks.row import DataError
 
     try:
         app()
     except ConfigError as exc:  # a person's mistake in a file: one line per problem, no traceback
         typer.echo(f"config error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except DataError as exc:  # the same for a task's data file: file, row and field
+        typer.echo(f"data error: {exc}", err=True)
         raise SystemExit(2) from None
 
 
