@@ -56,7 +56,8 @@ def prompt_text(row: Row, cfg: TaskConfig, tokenizer) -> str:
     if row.kind == "swe" and row.prompt is None:
         content: str | list[dict] = swe_prompt(row, cfg.swe)
     elif isinstance(row.prompt, str):
-        content = getattr(cfg.templates, row.kind).replace("{prompt}", row.prompt)
+        # a SWE row that brings its own prompt text is used as it is
+        content = getattr(cfg.templates, row.kind, "{prompt}").replace("{prompt}", row.prompt)
     else:
         content = list(row.prompt)
     if isinstance(content, str) and not cfg.chat:

@@ -52,9 +52,10 @@ def test_relayrl_jsonl_mixes_math_code_and_swe_rows_into_training_prompts(tmp_pa
         {"prompt": "Double it.", "tests": [{"input": "3", "output": "6"}]},   # kind inferred from the tests
         {"kind": "swe", "task": "swe/roman-numerals"},
         {"task": "swe/leap-years", "files": ["calendarx/leap.py"]},           # kind inferred from the task
+        {"kind": "swe", "task": "swe/slugify", "prompt": "Fix slugify; reply with a diff."},  # its own prompt
     ])
     t = tasks(path, shuffle=False)
-    assert [r.kind for r in t.train] == ["math", "math", "code", "code", "swe", "swe"]
+    assert [r.kind for r in t.train] == ["math", "math", "code", "code", "swe", "swe", "swe"]
     tok = ChatTokenizer(tiny_model_dir).tok
     out = [render(r, t.cfg, tok) for r in t.train]
     assert (out[0].text, out[0].reference, json.loads(out[0].metadata)["id"]) == ("What is 2+3?", "5", "m1")
@@ -66,6 +67,7 @@ def test_relayrl_jsonl_mixes_math_code_and_swe_rows_into_training_prompts(tmp_pa
     assert out[4].kind == "swe" and out[4].reference == str((SWE_MINI / "roman-numerals").resolve())
     assert "IIII" in out[4].text and "[start of romans/convert.py]" in out[4].text and "unified diff" in out[4].text
     assert "[start of calendarx/leap.py]" in out[5].text and json.loads(out[5].metadata)["id"] == "leap-years"
+    assert out[6].text == "Fix slugify; reply with a diff." and out[6].reference.endswith("slugify")
 
 
 def test_verl_parquet_loads_chat_prompts_ground_truth_and_code_by_ability(tmp_path, tiny_model_dir):
