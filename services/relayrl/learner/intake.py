@@ -23,10 +23,11 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
-from relayrl import metrics
 from relayrl.config import RunConfig
+from relayrl.learner import metrics
 from relayrl.learner.spec import AlgoSpec, shaped_rewards, valid_indices, zero_variance
 from relayrl.replay import Entry, ReplayQueue
+from relayrl.replay import metrics as queue_metrics
 from relayrl.replay.keys import StreamKeys
 from relayrl.retry import Backoff, is_transient, retry
 from relayrl.tasks import render, stream
@@ -35,6 +36,10 @@ from relayrl.wire import common_pb2
 log = logging.getLogger("relayrl.learner")
 
 DROP_REASONS = ("stale", "infra_error", "duplicate", "zero_variance")
+# Every drop reason exported from the start (at 0): a rate over it has data before the first drop,
+# and a dashboard panel (deploy/grafana) shows "none dropped" instead of "no data".
+for _reason in DROP_REASONS:
+    metrics.GROUPS_DROPPED.labels(_reason)
 
 
 @dataclass
@@ -231,7 +236,7 @@ class Intake:
         def observe() -> None:
             for name, key, group in (("prompts", self.keys.prompts, StreamKeys.ACTORS),
                                      ("groups", self.keys.groups, StreamKeys.LEARNER)):
-                metrics.QUEUE_DEPTH.labels(name).set(self.queue.lag(key, group))
-                metrics.QUEUE_PENDING.labels(name).set(self.queue.pending(key, group))
+                queue_metrics.QUEUE_DEPTH.labels(name).set(self.queue.lag(key, group))
+                queue_metrics.QUEUE_PENDING.labels(name).set(self.queue.pending(key, group))
 
         retry(observe, "learner: reading queue depths", log)

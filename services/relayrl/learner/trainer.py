@@ -22,15 +22,16 @@ import logging
 import time
 from pathlib import Path
 
-from relayrl import metrics
 from relayrl.config import RunConfig
 from relayrl.learner import checkpoint as ckpt
+from relayrl.learner import metrics
 from relayrl.learner.intake import Admission, Counters, Intake, group_staleness
 from relayrl.learner.runlog import RunLog
 from relayrl.learner.spec import resolve
 from relayrl.replay import ReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.retry import retry
+from relayrl.weights import metrics as weight_metrics
 from relayrl.weights.store import WeightStore
 from relayrl.wire import common_pb2
 
@@ -86,9 +87,9 @@ class Learner:
         t0 = time.perf_counter()
         item = self.policy.publish(self.store, self.version, self.cfg.learner.weights.wire_dtype)
         retry(lambda: self.queue.set_value(self.keys.version, str(self.version)), "learner: announcing a version", log)
-        metrics.WEIGHT_SYNC.labels("learner").observe(time.perf_counter() - t0)
-        metrics.WEIGHT_BYTES.labels("learner").inc(len(item.payload))
-        metrics.POLICY_VERSION.labels("learner").set(self.version)
+        weight_metrics.WEIGHT_SYNC.labels("learner").observe(time.perf_counter() - t0)
+        weight_metrics.WEIGHT_BYTES.labels("learner").inc(len(item.payload))
+        weight_metrics.POLICY_VERSION.labels("learner").set(self.version)
 
     def train_step(self, groups: list[common_pb2.Group]) -> dict:
         """One batch through the policy; its statistics with the groups' staleness."""

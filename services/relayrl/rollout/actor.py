@@ -19,12 +19,13 @@ import logging
 import threading
 import time
 
-from relayrl import metrics
 from relayrl.config import RunConfig
 from relayrl.replay import ReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.retry import Backoff, is_transient
+from relayrl.rollout import metrics
 from relayrl.rollout.engine import Completion, Engine
+from relayrl.weights import metrics as weight_metrics
 from relayrl.weights.source import WeightSource
 from relayrl.wire import common_pb2
 
@@ -70,9 +71,9 @@ class Actor:
         version, state = self.weights.fetch(-1)
         with self.lock:
             self.engine.load_weights(state, version)
-        metrics.WEIGHT_SYNC.labels("actor").observe(time.perf_counter() - t0)
-        metrics.WEIGHT_BYTES.labels("actor").inc(sum(t.numel() * t.element_size() for t in state.values()))
-        metrics.POLICY_VERSION.labels("actor").set(version)
+        weight_metrics.WEIGHT_SYNC.labels("actor").observe(time.perf_counter() - t0)
+        weight_metrics.WEIGHT_BYTES.labels("actor").inc(sum(t.numel() * t.element_size() for t in state.values()))
+        weight_metrics.POLICY_VERSION.labels("actor").set(version)
         metrics.VERSION_LAG.set(max(0, announced - version))
         log.info("%s loaded version %d", self.actor_id, version)
         return True
