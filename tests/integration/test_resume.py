@@ -30,11 +30,11 @@ def groups(n: int, seed: int = 0) -> list[common_pb2.Group]:
     return out
 
 
-def make(tiny_model_dir, out, redis_url, run, resume=False):
+def make(tiny_model_dir, out, redis_url, run):
     cfg = RunConfig(run=run, learner=LearnerConfig(
         batch_groups=2, max_staleness=100, checkpoint=CheckpointConfig(every=1),
         weights=PublishConfig(wire_dtype="float32"), optim=OptimConfig(lr_warmup_steps=3), loss=LossConfig(kl_beta=0.05)))
-    return Learner(cfg, RedisReplayQueue(redis_url), str(tiny_model_dir), out, resume=resume)
+    return Learner(cfg, RedisReplayQueue(redis_url), str(tiny_model_dir), out)  # restart is resume: no flag
 
 
 def feed(learner, items):
@@ -58,7 +58,7 @@ def test_resume_after_an_uncheckpointed_step_equals_an_uninterrupted_run(tiny_mo
     admitted = first.admission.admitted
     first.queue.close()
 
-    second = make(tiny_model_dir, tmp_path / "crash", redis_url, "crash", resume=True)
+    second = make(tiny_model_dir, tmp_path / "crash", redis_url, "crash")
     assert (second.step, second.version, second.intake.trained) == (1, 1, ["g0", "g1"])
     assert second.admission.admitted == admitted  # read back from the prompts stream
     assert [common_pb2.Group.FromString(e.payload).group_id for e in second.intake.redeliver] == ["g2", "g3"]
@@ -84,7 +84,7 @@ def test_a_group_acknowledged_late_is_not_trained_twice(tiny_model_dir, tmp_path
     first.intake.trained_batch(batch)
     first.intake.to_ack = []  # the acknowledgement never happens
     first.checkpoint()
-    second = make(tiny_model_dir, tmp_path / "late", redis_url, "late", resume=True)
+    second = make(tiny_model_dir, tmp_path / "late", redis_url, "late")
     second.run(steps=2)
     state = read_state(latest(tmp_path / "late" / "checkpoints"))
     assert state["trained"] == ["g0", "g1", "g2", "g3"]
@@ -92,7 +92,7 @@ def test_a_group_acknowledged_late_is_not_trained_twice(tiny_model_dir, tmp_path
 
 
 def test_resume_without_a_checkpoint_starts_from_the_initial_model(tiny_model_dir, tmp_path, redis_url):
-    learner = make(tiny_model_dir, tmp_path / "none", redis_url, "none", resume=True)
+    learner = make(tiny_model_dir, tmp_path / "none", redis_url, "none")
     assert learner.step == 0 and learner.intake.trained == []
 
 
