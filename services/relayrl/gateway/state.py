@@ -9,6 +9,7 @@ restarts. Redis being unreachable is an error (the caller answers 503).
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 
@@ -90,6 +91,16 @@ class RunState:
         kinds = {kind: {**_summary(by_kind.get(kind, [])), **counts} for kind, counts in sorted(outcomes.items())}
         every = [r for rs in by_kind.values() for r in rs]
         return {"groups": len(payloads), **_summary(every), "kinds": kinds}
+
+    def finished_run(self) -> dict | None:
+        """A finished local run's summary (and the learner's final status) from its directory;
+        None while the run directory is unknown or holds no summary."""
+        run_dir = self.settings.run_dir
+        if run_dir is None or not (run_dir / "summary.json").exists():
+            return None
+        status = run_dir / "learner-status.json"
+        return {"path": str(run_dir / "summary.json"), "summary": json.loads((run_dir / "summary.json").read_text()),
+                "learner": json.loads(status.read_text()) if status.exists() else {}}
 
     # -- gRPC -----------------------------------------------------------------------------------
     def _channel(self, address: str) -> grpc.Channel:
