@@ -36,9 +36,12 @@ def _port_option(default: int, what: str):
 
 def _check_service(host: str, ports: dict[str, int | None], config: Path | None = None,
                    redis: str | None = None) -> None:
-    """Before a service starts: its ports are free and its Redis (the flag, else queue.url) answers."""
+    """Before a service starts: its ports are free, its Redis (the flag, else queue.url) answers,
+    and RELAYRL_AUTH_TOKEN is not set empty."""
     from relayrl import preflight
+    from relayrl.rpc import auth_token
 
+    auth_token()  # set but empty: refused here, before the service loads anything
     for flag, port in ports.items():
         preflight.free_port(port, host, flag)
     if redis is None and config is not None:

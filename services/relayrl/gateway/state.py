@@ -21,7 +21,7 @@ from relayrl.replay.redis_queue import RedisReplayQueue
 from relayrl.rpc import channel
 from relayrl.wire import common_pb2, learner_pb2, learner_pb2_grpc, reward_pb2, reward_pb2_grpc, rollout_pb2, rollout_pb2_grpc
 
-# The consumer group that reads each stream (DESIGN.md); the dead-letter stream has none.
+# The consumer group that reads each stream (docs/design.md); the dead-letter stream has none.
 STREAM_GROUPS = {"prompts": StreamKeys.ACTORS, "groups": StreamKeys.LEARNER, "swe": StreamKeys.REWARD_WORKERS,
                  "dead": None}
 OUTCOMES = {common_pb2.OUTCOME_PASS: "pass", common_pb2.OUTCOME_FAIL: "fail",

@@ -4,7 +4,7 @@ Python gRPC moves a large payload at a fraction of what the loopback or the NIC 
 chunk is copied by protobuf, by the C core and into HTTP/2 frames on both sides (see
 docs/benchmarks.md). The announcement, the version numbers and the learner-to-relay hop stay on
 gRPC; a relay additionally serves the bytes it holds to its node's actors over this protocol, as
-DESIGN.md allows a fast path to replace the gRPC transfer:
+docs/design.md allows a fast path to replace the gRPC transfer:
 
     request   8 bytes: signed big-endian version wanted (-1: newest; -2: newest's header only)
     reply     8 bytes version (-1: not available), 8 bytes payload length,
