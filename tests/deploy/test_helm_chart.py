@@ -161,9 +161,8 @@ def test_external_redis_and_existing_secret():
     docs = render(CASES["external-redis"])
     assert "rl-relayrl-redis" not in by_kind(docs, "StatefulSet") and not by_kind(docs, "Secret")
     learner = container(by_kind(docs, "Deployment")["rl-relayrl-learner"])
-    args = learner["args"]
-    assert args[args.index("--redis") + 1] == "redis://:$(REDIS_PASSWORD)@redis.example.internal:6380/2"
     env = {e["name"]: e for e in learner["env"]}
+    assert env["RELAYRL_REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@redis.example.internal:6380/2"
     assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "managed-redis", "key": "password"}
     assert env["RELAYRL_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "relayrl-auth"
     scaled = by_kind(docs, "ScaledObject")["rl-relayrl-reward"]["spec"]["triggers"][0]

@@ -100,6 +100,9 @@ redis://{{ include "relayrl.redisHost" . }}/{{ $db }}
 - name: REDIS_PASSWORD
   valueFrom: {secretKeyRef: {{ include "relayrl.redisPasswordRef" . }}}
 {{- end }}
+# the URL (with the password) in the environment, not in args that any process in the pod can read
+- name: RELAYRL_REDIS_URL
+  value: {{ include "relayrl.redisUrl" . | quote }}
 - name: RELAYRL_AUTH_TOKEN
   valueFrom: {secretKeyRef: {name: {{ include "relayrl.authSecret" . }}, key: token}}
 - name: OMP_NUM_THREADS
