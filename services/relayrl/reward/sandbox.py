@@ -6,8 +6,8 @@ A job is one command run under these layers, each of which holds on its own:
   root is empty but for `/usr` (and the `/bin`, `/lib*` links) mounted read-only, a fresh `/proc`
   of the new pid namespace (or, with `proc: bind`, the container's own read-only: a container
   runtime's masked /proc refuses a fresh one), a minimal `/dev`, and size-capped tmpfs on `/tmp`
-  and `/dev/shm`; no network device but loopback; no nested user namespaces (`--disable-userns`);
-  a new session.
+  and `/dev/shm`; no network device but loopback; no nested user namespaces (`--disable-userns`
+  with a fresh /proc; the seccomp filter forbids them either way); a new session.
 - **an unprivileged uid**: where the service runs as root, bwrap itself is started as uid
   `uid_base + slot` (a uid no one else uses, one per concurrent job), so the code is not root on
   the host even if a namespace were escaped; inside it is `nobody` (65534).
@@ -172,7 +172,10 @@ class Sandbox:
 
     def _bwrap_args(self, info_w: int, block_r: int, seccomp_fd: int, files: dict[str, int],
                     as_pid_1: bool) -> list[str]:
-        args = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+        # --disable-userns writes the job's /proc/sys/user/max_user_namespaces, which a bound
+        # container /proc has read-only: there the seccomp filter alone forbids nested namespaces
+        userns = ["--disable-userns"] if self.proc == "fresh" else []
+        args = [self.bwrap, "--unshare-all", "--unshare-user", *userns, "--die-with-parent",
                 "--new-session", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--clearenv",
                 "--ro-bind", "/usr", "/usr"]
         for link in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
