@@ -153,14 +153,16 @@ class Sandbox:
             return text.splitlines()[-1][-300:]
 
         why = failure()
-        if why is None or self.proc == "bind":
-            return why and f"bubblewrap cannot create the sandbox here: {why}"
-        self.proc = "bind"  # would the container's own /proc do? then say so
-        bind_works = failure() is None
-        self.proc = "fresh"
-        hint = ("; a bind of the container's /proc would work: set reward.sandbox.proc: bind, or give the pod an "
-                "unmasked /proc (docs/deploying.md)" if bind_works else
-                "; the container's seccomp profile, or the kernel, forbids the namespaces (docs/deploying.md)")
+        if why is None:
+            return None
+        hint = ("; the container's seccomp or AppArmor profile, or the kernel, forbids the namespaces bubblewrap "
+                "makes (docs/deploying.md)")
+        if self.proc == "fresh":
+            self.proc = "bind"  # would the container's own /proc do? then say so
+            if failure() is None:
+                hint = ("; a bind of the container's /proc would work: set reward.sandbox.proc: bind, or give the "
+                        "pod an unmasked /proc (docs/deploying.md)")
+            self.proc = "fresh"
         return f"bubblewrap cannot create the sandbox here: {why}{hint}"
 
     def health(self) -> dict:
