@@ -55,8 +55,8 @@ def wait_for(what: str, check, timeout_s: float, every_s: float = 1.0):
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def python_in(container: str, code: str, timeout: float = 120) -> dict:
-    """Run Python in a running container (its own environment and security context); the last
-    line it prints is JSON."""
-    result = podman("exec", container, "python", "-c", code, timeout=timeout)
+def python_in(container: str, code: str, timeout: float = 120, stdin: str | None = None) -> dict:
+    """Run Python in a running container (its own environment and security context), `stdin` on
+    its standard input; the last line it prints is JSON."""
+    result = podman("exec", "-i", container, "python", "-c", code, timeout=timeout, input=stdin or "")
     return json.loads(result.stdout.strip().splitlines()[-1])

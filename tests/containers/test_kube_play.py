@@ -5,6 +5,9 @@ capabilities dropped, no privilege escalation, a read-only root, uid 10001, the 
 masked /proc), code is scored and attacks from tests/sandbox are contained.
 
 What podman 4.3's kube play does not do, and what the test does instead (docs/deploying.md):
+init containers are removed while still running, so the model comes from a volume made first;
+StatefulSets are skipped, so Redis's (one replica, no volume claim here) runs as a Deployment;
+`$(VAR)` in args and env values is not expanded, so the test expands it as Kubernetes does;
 Services are ignored, so clients are pointed at pod names (the headless reward Service becomes
 the one reward pod); Secrets fail to load, so their values are written into the env; the
 seccompProfile field is ignored, so the same profile is given as the annotation kube play reads;
@@ -33,10 +36,11 @@ STEPS, BATCH = 12, 8
 PLAYED = {"ConfigMap", "Deployment", "StatefulSet", "PersistentVolumeClaim"}
 
 
-def values() -> dict:
+def values(release: str) -> dict:
     small = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "3Gi"}}
     return {
         "image": {"pullPolicy": "Never"},
+        "model": {"initTiny": False, "volume": {"persistentVolumeClaim": {"claimName": f"{release}-models"}}},
         "run": {"name": "kube", "config": {
             "task": {"name": "most_frequent_digit", "num_digits": 5},
             "queue": {"lease_idle_s": 3},
@@ -65,17 +69,26 @@ def for_kube_play(docs: list[dict], release: str) -> tuple[list[dict], dict]:
         text = text.replace(f"{service}:", f"{pod}:")
     played = list(yaml.safe_load_all(text))
     for doc in played:
-        if doc["kind"] not in ("Deployment", "StatefulSet"):
+        if doc["kind"] == "StatefulSet":  # kube play 4.3 skips StatefulSets: Redis's runs as a Deployment
+            doc["kind"] = "Deployment"
+            doc["spec"].pop("serviceName")
+        if doc["kind"] != "Deployment":
             continue
         pod = doc["spec"]["template"]
         for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
             for probe in ("readinessProbe", "livenessProbe", "startupProbe", "ports"):
                 c.pop(probe, None)
+            defined: dict[str, str] = {}
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     e.pop("valueFrom")
                     e["value"] = secret[ref["key"]]
+                if "value" in e:  # Kubernetes expands $(VAR) of earlier variables; kube play does not
+                    e["value"] = expand(e["value"], defined)
+                    defined[e["name"]] = e["value"]
+            if "args" in c:
+                c["args"] = [expand(a, defined) for a in c["args"]]
             profile = c.get("securityContext", {}).get("seccompProfile", {})
             if profile.get("type") == "Localhost":
                 pod["metadata"].setdefault("annotations", {})[
@@ -83,17 +96,33 @@ def for_kube_play(docs: list[dict], release: str) -> tuple[list[dict], dict]:
     return played, secret
 
 
+def expand(text: str, defined: dict[str, str]) -> str:
+    for name, value in defined.items():
+        text = text.replace(f"$({name})", value)
+    return text
+
+
 @pytest.fixture
 def played(tmp_path):
     release = f"k{secrets.token_hex(2)}"
-    manifests = Chart.load(ROOT / "helm" / "relayrl").render(values(), name=release, namespace="train", is_install=True)
+    manifests = Chart.load(ROOT / "helm" / "relayrl").render(values(release), name=release, namespace="train",
+                                                             is_install=True)
     docs = [d for path, text in manifests.items() if not path.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d]
     kube, secret = for_kube_play(docs, release)
     path = tmp_path / "kube.yaml"
     path.write_text(yaml.safe_dump_all(kube))
+    config = tmp_path / "run.yaml"
+    config.write_text(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["run.yaml"])
+    config.chmod(0o644)
     network = f"{release}-net"
     podman("network", "create", network)
     try:
+        # the model volume (model.initTiny false): podman 4.3's kube play removes an init container
+        # while it still runs, so the tiny model is made beforehand, as a model volume would hold it
+        podman("volume", "create", f"{release}-models")
+        podman("run", "--rm", "--user", "0", "-v", f"{release}-models:/models", "-v", f"{config}:/run.yaml:ro",
+               "--entrypoint", "sh", IMAGE, "-c",
+               "relayrl model init-tiny /models/policy --config /run.yaml && chmod -R a+rX /models")
         podman("kube", "play", "--network", network, "--seccomp-profile-root", str(PROFILE.parent), str(path))
         yield release, network, secret, docs
     finally:
@@ -101,7 +130,12 @@ def played(tmp_path):
             if pod["Name"].startswith(release):
                 print(podman("pod", "logs", pod["Name"], check=False).stdout[-6000:])
         podman("kube", "down", str(path), check=False)
-        podman("volume", "rm", "-f", f"{release}-relayrl-learner-checkpoints", check=False)
+        # kube play 4.3 makes each emptyDir a named volume of the same name ("tmp", "data")
+        empty_dirs = {v["name"] for d in kube if d["kind"] == "Deployment"
+                      for v in d["spec"]["template"]["spec"].get("volumes", []) if "emptyDir" in v}
+        for volume in podman("volume", "ls", "-q").stdout.split():
+            if volume.startswith(release) or volume in empty_dirs:
+                podman("volume", "rm", "-f", volume, check=False)
         podman("network", "rm", "-f", network, check=False)
 
 
@@ -132,8 +166,9 @@ def test_chart_pods_start_find_each_other_train_and_contain_attacks(played):
     assert state["HostConfig"]["ReadonlyRootfs"] is True and state["Config"]["User"].startswith("10001")
     redis_ip = json.loads(podman("inspect", f"{full}-redis-pod-0-redis").stdout)[0]["NetworkSettings"]["Networks"][
         network]["IPAddress"]
-    report = python_in(reward, SCORE % (json.dumps(secret["token"]), json.dumps(json.dumps(cases(secret, redis_ip)))),
-                       timeout=300)
+    # the cases go in on stdin: in arguments, the attacks would find the pod's secrets in this
+    # command's own /proc/<pid>/cmdline
+    report = python_in(reward, SCORE, stdin=json.dumps(cases(secret, redis_ip)), timeout=300)
     print("scored in the reward pod:", json.dumps(report))
     assert report["profile_in_force"] == "Function not implemented"  # keyctl: refused only by the shipped profile
     assert report["health"]["code"] == 1  # SERVING
@@ -143,11 +178,10 @@ def test_chart_pods_start_find_each_other_train_and_contain_attacks(played):
 
 
 SCORE = """
-import ctypes, json, os
+import ctypes, json, os, sys
 import grpc
 from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g
 from relayrl.reward.client import GrpcRewardClient
-os.environ["RELAYRL_AUTH_TOKEN"] = %s
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall(250, 0, 0, 0, 0, 0)  # keyctl: the runtime's default allows it, the shipped profile does not
 profile = os.strerror(ctypes.get_errno())
@@ -156,7 +190,7 @@ status = {k: health.Check(h.HealthCheckRequest(service="relayrl.v1.RewardService
           for k in ("code", "math")}
 client = GrpcRewardClient("127.0.0.1:50051", timeout_s=120)
 scores = {name: client.score("code", "```python\\n" + program + "\\n```", spec).outcome
-          for name, (program, spec) in json.loads(%s).items()}
+          for name, (program, spec) in json.load(sys.stdin).items()}
 double = json.dumps({"kind": "stdio", "cases": [{"stdin": "21", "stdout": "42"}]})
 honest = client.score("code", "print(int(input()) * 2)", double)
 print(json.dumps({"profile_in_force": profile, "health": status, "scores": scores, "honest_after": honest.outcome}))
@@ -170,19 +204,18 @@ def cases(secret: dict, redis_ip: str) -> dict:
     import textwrap
 
     steal = textwrap.dedent("""
-        import os
+        import os, re
         found = set()
         for pid in os.listdir('/proc'):
             for name in ('environ', 'cmdline'):
                 try:
-                    data = open('/proc/%s/%s' % (pid, name), 'rb').read()
+                    data = open('/proc/%s/%s' % (pid, name), 'rb').read().decode(errors='replace')
                 except OSError:
                     continue
-                for secret in SECRETS:
-                    if secret.encode() in data:
-                        found.add(secret)
+                found |= set(re.findall(r'(?:RELAYRL_AUTH_TOKEN|REDIS_PASSWORD|REDISCLI_AUTH)=([A-Za-z0-9_-]+)', data))
+                found |= set(re.findall(r'redis://:([^@]+)@', data))
         print('\\n'.join(sorted(found)) or 'nothing')
-        """).replace("SECRETS", repr(sorted(secret.values())))
+        """)
     redis = textwrap.dedent("""
         import socket
         try:
