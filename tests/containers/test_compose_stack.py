@@ -32,7 +32,8 @@ queue: {{type: redis, lease_idle_s: 3}}
 rollout: {{num_actors: 2, prompts_per_batch: 8, sampling: {{group_size: 8, max_new_tokens: 4, top_k: 0, top_p: 1.0}}}}
 model: {{tiny: {{max_position_embeddings: 64}}}}
 reward: {{workers: 1, sandbox: {{proc: bind}}}}
-learner: {{batch_groups: {BATCH}, max_staleness: 1, kl_beta: 0.1, steps: {STEPS}, checkpoint_every: 4, wire_dtype: float32}}
+learner: {{batch_groups: {BATCH}, max_staleness: 1, steps: {STEPS}, loss: {{kl_beta: 0.1}}, checkpoint: {{every: 4}},
+          weights: {{wire_dtype: float32}}}}
 """
 LEDGER = """
 import json
