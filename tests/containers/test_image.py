@@ -104,7 +104,7 @@ def test_a_docker_like_profile_is_reported_by_health_metric_and_log(tmp_path):
         assert status == {"code": 2, "math": 1}  # NOT_SERVING, SERVING
         logs = podman("logs", name).stdout + podman("logs", name).stderr
         line = next(ln for ln in logs.splitlines() if "sandbox isolation unavailable" in ln)
-        assert "bubblewrap cannot create the sandbox here" in line and "refusing untrusted code" in line
+        assert "bubblewrap cannot create the sandbox here" in line and "refuses untrusted code" in line
         assert inspect(name)["State"]["Running"]
     finally:
         podman("rm", "-f", "-t", "0", name, check=False)

@@ -135,7 +135,7 @@ class Sandbox:
         if self.reason is not None:
             self.mode = "weak" if cfg.allow_weak else "unavailable"
             self.reason += ("; reward.sandbox.allow_weak: running untrusted code without namespaces or seccomp"
-                            if cfg.allow_weak else "; refusing untrusted code (reward.sandbox.allow_weak is false)")
+                            if cfg.allow_weak else "; this service refuses untrusted code (reward.sandbox.allow_weak is false)")
             log.error("sandbox isolation unavailable: %s", self.reason)
         missing_cgroups = cfg.use_cgroups and self.cgroups.mode == "none"
         if missing_cgroups:
