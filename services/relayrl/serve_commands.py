@@ -22,7 +22,10 @@ def _logging(level: str = "INFO") -> None:
 
 # Options every `serve` command shares, with one help text each.
 CONFIG_OPTION = typer.Option(..., exists=True, dir_okay=False, help="Run config (YAML): the same file for every service.")
-REDIS_OPTION = typer.Option(None, help="redis:// URL of the run's Redis (overrides queue.url).")
+# A Redis URL may hold a password: containers pass it in the environment, not on a command line
+# that every process in the container (a sandbox with the container's /proc included) can read.
+REDIS_OPTION = typer.Option(None, envvar="RELAYRL_REDIS_URL", show_envvar=True,
+                            help="redis:// URL of the run's Redis (overrides queue.url).")
 METRICS_PORT_OPTION = typer.Option(None, min=1, max=65535,
                                    help="Serve Prometheus /metrics on this port (none: no metrics).")
 HOST_OPTION = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
