@@ -201,6 +201,7 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
     `queue.url` is the same Redis), the learner from its newest checkpoint. `fresh` refuses an
     `out` that holds a run. Progress goes to stderr, and only when it is a terminal."""
     out = preflight.writable_dir(Path(out), "--out")
+    lock = _lock(out)  # held until this process exits: one launcher per folder
     continuing = holds_run(cfg, out, fresh)
     check_before_start(cfg)
     logs = out / "logs"
@@ -262,7 +263,27 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
     status = json.loads((out / "learner-status.json").read_text()) if (out / "learner-status.json").exists() else {}
     summary = summarize(records, time.monotonic() - t0, status)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lock.close()
     return summary
+
+
+def _lock(out: Path):
+    """An exclusive lock on OUT/launcher.lock, or a StartupError when another launcher holds it."""
+    import fcntl
+
+    fh = open(out / "launcher.lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise StartupError(f"{out} is in use by another `relayrl train` (pid {holder}): wait for it to end, or pass "
+                           "a new --out") from None
+    fh.truncate(0)
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
 
 
 def _watch(procs: Processes, learner: Child, redis_url: str, learner_addr: str, cfg: RunConfig, steps: int,

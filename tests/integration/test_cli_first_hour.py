@@ -137,3 +137,16 @@ def test_serve_learner_refuses_the_steps_train_refuses(tiny_model_dir, tmp_path)
                     ["serve", "learner", "--config", config, "--model", tiny_model_dir, "--out", tmp_path, "--steps", "0"]):
         result = relayrl(*command)
         assert result.returncode == 2 and "Invalid value for '--steps'" in result.stderr, command
+
+
+def test_a_folder_another_launcher_is_using_is_refused(tmp_path):
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / "launcher.lock", "w") as held:  # as a `relayrl train` running in another terminal holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242\n")
+        held.flush()
+        message = one_line(relayrl("train", ROOT / "configs" / "quickstart.yaml", "--out", out))
+    assert message == f"error: {out} is in use by another `relayrl train` (pid 4242): wait for it to end, or pass a new --out"
