@@ -8,11 +8,8 @@ trained once, dropped with a reason, or still on its way; none lost, none traine
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,20 +17,10 @@ import yaml
 
 from relayrl.learner.checkpoint import latest, read_state
 from relayrl.ledger import account
+from tests.integration.test_resume import kill_the_learner_mid_run
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def learner_pid(out: Path) -> int:
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = (Path("/proc") / pid / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in cmd and b"learner" in cmd and str(out).encode() in cmd:
-            return int(pid)
-    raise LookupError("no learner process")
 
 
 def test_kill_the_learner_and_run_the_same_command_again(tmp_path, redis_url):
@@ -45,14 +32,7 @@ def test_kill_the_learner_and_run_the_same_command_again(tmp_path, redis_url):
     config.write_text(yaml.safe_dump(data))
     command = [sys.executable, "-m", "relayrl.cli", "train", str(config), "--out", str(out), "--quiet"]
 
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    metrics, deadline = out / "metrics.jsonl", time.monotonic() + 300
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 6):
-        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
-        time.sleep(0.05)
-    os.kill(learner_pid(out), signal.SIGKILL)
-    first.communicate(timeout=120)
-    assert first.returncode == 1  # the launcher saw its learner die and stopped the rest
+    kill_the_learner_mid_run(command, out)
     at = read_state(latest(out / "checkpoints"))["step"]
     assert 4 <= at < 16
 

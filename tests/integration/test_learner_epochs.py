@@ -91,7 +91,12 @@ def test_a_relay_and_an_actor_behind_a_restarted_learner_serve_the_new_lineage(t
         server, _ = serve_learner(second, port)
         second.publish()
 
-        # the relay serves the new lineage's version 1 at once, though it held a version 3
+        # once it reaches the restarted learner (its channel reconnects with backoff), the relay
+        # serves the new lineage's version 1, though it held a version 3
+        deadline = time.monotonic() + 60
+        while relay.upstream_latest() != (1, second.epoch):
+            assert time.monotonic() < deadline, "the relay never reached the restarted learner"
+            time.sleep(0.2)
         fetched = GrpcWeightSource(f"127.0.0.1:{relay_port}").fetch(-1)
         assert (fetched.version, fetched.epoch) == (1, second.epoch)
         expected = second.policy.model.state_dict()

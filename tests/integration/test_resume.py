@@ -124,13 +124,29 @@ def _learner_pid(out) -> int:
     raise LookupError("no learner process")
 
 
-@pytest.mark.slow
-def test_kill_9_the_learner_mid_run_and_resume_loses_no_group_and_trains_none_twice(tmp_path, redis_url):
+def kill_the_learner_mid_run(cli: list[str], out, steps: int = 6) -> None:
+    """Run the launcher command `cli` until its learner has logged `steps` steps, then kill -9 the
+    learner; the launcher sees it die, stops the rest and exits 1."""
     import os
     import signal
     import subprocess
-    import sys
     import time
+
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= steps):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.05)
+    os.kill(_learner_pid(out), signal.SIGKILL)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 1  # the launcher saw its learner die and stopped the rest
+
+
+@pytest.mark.slow
+def test_kill_9_the_learner_mid_run_and_resume_loses_no_group_and_trains_none_twice(tmp_path, redis_url):
+    import subprocess
+    import sys
     from pathlib import Path
 
     import redis
@@ -145,15 +161,8 @@ def test_kill_9_the_learner_mid_run_and_resume_loses_no_group_and_trains_none_tw
     config.write_text(yaml.safe_dump(data))
     cli = [sys.executable, "-m", "relayrl.cli", "train", str(config), "--out", str(out), "--quiet"]
 
-    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    kill_the_learner_mid_run(cli, out)
     metrics = out / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 6):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-        time.sleep(0.05)
-    os.kill(_learner_pid(out), signal.SIGKILL)
-    proc.communicate(timeout=120)
-    assert proc.returncode == 1  # the launcher saw its learner die and stopped the rest
 
     client = redis.Redis.from_url(redis_url)
     keys = StreamKeys("killed")
