@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -86,9 +87,13 @@ def start_redis(procs: Processes, out: Path) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
-def last_error_line(log: Path) -> str:
-    """The line of a child's log that says why it died: the last one with text in it (a
-    traceback's own last line is the exception), not a frame of a boxed rich traceback."""
+_ERROR_START = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)|config error|error)\b")
+
+
+def last_error_line(log: Path, limit: int = 400) -> str:
+    """What a child's log says about why it died, as one line: its last exception (a message of
+    several lines joined), else its last line with text in it; never a frame of a boxed rich
+    traceback."""
     try:
         with open(log, "rb") as fh:
             fh.seek(max(0, fh.seek(0, 2) - 20_000))
@@ -96,7 +101,11 @@ def last_error_line(log: Path) -> str:
     except OSError:
         return "(no log)"
     text = [line.strip() for line in lines if line.strip().strip("│╭╮╰╯─ ")]
-    return text[-1] if text else "(empty log)"
+    if not text:
+        return "(empty log)"
+    start = next((i for i in range(len(text) - 1, -1, -1) if _ERROR_START.match(text[i])), len(text) - 1)
+    message = " ".join(text[start:])
+    return message if len(message) <= limit else message[:limit - 1] + "…"
 
 
 def wait_serving(procs: Processes, child: Child, address: str, timeout_s: float = 300.0) -> None:
