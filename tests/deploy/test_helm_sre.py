@@ -95,7 +95,8 @@ def test_actors_round_robin_over_a_headless_reward_service():
 def test_the_learner_pdb_lets_a_node_drain_and_the_learner_resumes():
     docs = render({})
     assert by_kind(docs, "PodDisruptionBudget")["rl-relayrl-learner"]["spec"]["maxUnavailable"] == 1
-    assert "--resume" in container(by_kind(docs, "Deployment")["rl-relayrl-learner"])["args"]
+    args = container(by_kind(docs, "Deployment")["rl-relayrl-learner"])["args"]
+    assert "--fresh" not in args and "--resume" not in args  # restart is resume, the learner's default
     with pytest.raises(Exception):  # noqa: B017 -- the schema library's own error type
         Chart.load(CHART).validate_schema({"learner": {"pdb": {"maxUnavailable": 0}}})
 
