@@ -91,15 +91,12 @@ def test_a_resumed_intake_continues_the_seeded_order(tmp_path):
     Intake(cfg, queue, spec, tokenizer=None).admit(0)
     admitted = [p.text for p in prompts(queue)]
     again = MemoryReplayQueue()
-    whole = Intake(cfg, again, spec, tokenizer=None)
-    whole.admission.room = lambda: 16
-    whole.admit(0)
+    Intake(config(path, batch=8, epochs=None), again, spec, tokenizer=None).admit(0)  # room for 16: two epochs
     order = [p.text for p in prompts(again)]
     assert order[:4] == admitted  # the same seed, the same order
     assert sorted(order[:8]) == sorted(order[8:]) and order[:8] != order[8:]  # each epoch reshuffled
-    resumed = Intake(cfg, queue, spec, tokenizer=None, resume=True)
-    resumed.admission.room = lambda: 8
-    resumed.admit(0)
+    # a new learner continues where Redis says: 4 admitted (leased, unfinished), room for 2 * 6 - 4
+    Intake(config(path, batch=6, epochs=None), queue, spec, tokenizer=None).admit(0)
     assert [p.text for p in prompts(queue)] == order[4:12]
 
 
