@@ -89,7 +89,7 @@ def task_source(task, code=None, key: str = "task") -> None:
         raise  # it names the file, the row and the field: `relayrl.cli.main` prints it as it is
     except ValueError as exc:
         message = str(exc)
-        raise StartupError(message if message.startswith(f"{key}:") else f"{key}: {message}") from None
+        raise StartupError(message if message.startswith((f"{key}:", f"{key}.")) else f"{key}: {message}") from None
 
 
 def _hide_password(url: str) -> str:
