@@ -66,7 +66,7 @@ def run(model_dir: str, objective: str, staleness: int, args) -> dict:
         for step in range(args.steps):
             engine.load_weights(history[0], version=step - len(history) + 1)  # exactly k steps old
             items = [next(prompts) for _ in range(lc.batch_groups)]
-            groups = engine.generate([i.text for i in items], sampling, seed=args.seed * 100_003 + step)
+            groups = engine.generate([i.prompt for i in items], sampling, seed=args.seed * 100_003 + step)
             batch = []
             for n, (item, completions) in enumerate(zip(items, groups)):
                 gid = f"s{step}-{n}"

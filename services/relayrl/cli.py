@@ -59,13 +59,19 @@ def train(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="
           quiet: bool = typer.Option(False, help="No progress display (it is on stderr, and only on a terminal)."),
           fresh: bool = typer.Option(False, help="Refuse an OUT that holds a run instead of continuing it."),
           resume: bool = typer.Option(False, help="Continue the run in OUT: the default when OUT holds one "
-                                                  "(kept for old command lines).")) -> None:
+                                                  "(kept for old command lines)."),
+          data: Path | None = typer.Option(None, exists=True, help="Train on the rows of this data file (relayrl, "
+                                                                   "verl or TRL layout; JSONL, Parquet, ...) instead "
+                                                                   "of the config's task.source.")) -> None:
     """Train on this machine: a private Redis, the reward service, the learner and the actors as
     separate processes on loopback; prints the summary (JSON) and writes OUT/summary.json."""
     from relayrl.config import RunConfig
+    from relayrl.config.task import FileSource
     from relayrl.local import run_local
 
     cfg = RunConfig.load(config)
+    if data is not None:  # checked with the rest before any process starts (preflight.task_source)
+        cfg.task.source = FileSource(path=data)
     try:
         summary = run_local(cfg, out, steps=steps, progress=not quiet, resume=resume, fresh=fresh)
     except KeyboardInterrupt:
@@ -260,11 +266,15 @@ def distill_command(teacher: Path = typer.Argument(..., exists=True, file_okay=F
 def main() -> None:
     from relayrl.config import ConfigError
     from relayrl.preflight import StartupError
+    from relayrl.tasks.row import DataError
 
     try:
         app()
     except ConfigError as exc:  # a person's mistake in a file: one line per problem, no traceback
         typer.echo(f"config error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except DataError as exc:  # the same for a task's data file: file, row and field
+        typer.echo(f"data error: {exc}", err=True)
         raise SystemExit(2) from None
     except StartupError as exc:  # a port, a path, a Redis: one line naming it and the flag that sets it
         typer.echo(f"error: {exc}", err=True)

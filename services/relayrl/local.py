@@ -136,7 +136,7 @@ def check_before_start(cfg: RunConfig) -> None:
         raise StartupError("queue.type: `relayrl train` runs every service as its own process, so the queue "
                            "must be type: redis")
     preflight.model_dir(cfg.model.path, "model.path")
-    preflight.task_source(cfg.task)
+    preflight.task_source(cfg.task, cfg.reward.code)
     preflight.redis_answers(cfg.queue.url, "queue.url")
 
 

@@ -77,16 +77,19 @@ def model_dir(path: str | Path | None, key: str = "--model") -> None:
         raise StartupError(f"{key}: {path} is not a Hugging Face model directory (no config.json)")
 
 
-def task_source(task, key: str = "task") -> None:
-    """Refuse a task the prompt stream cannot make (an unknown reasoning-gym dataset, a bad option):
-    the same call the learner makes first, so a mistake shows here and not in its log."""
-    from relayrl.tasks import stream
+def task_source(task, code=None, key: str = "task") -> None:
+    """Refuse a task the prompt stream cannot make (an unknown reasoning-gym dataset, a bad option, a
+    data file or row that cannot be used): the same rows the learner builds first, so a mistake
+    shows here and not in its log. `code`: the run's `reward.code` limits on code tests."""
+    from relayrl.tasks import DataError, Tasks
 
     try:
-        next(stream(task))
+        next(Tasks(task, code).stream(), None)
+    except DataError:
+        raise  # it names the file, the row and the field: `relayrl.cli.main` prints it as it is
     except ValueError as exc:
         message = str(exc)
-        raise StartupError(message if message.startswith(f"{key}:") else f"{key}: {message}") from None
+        raise StartupError(message if message.startswith((f"{key}:", f"{key}.")) else f"{key}: {message}") from None
 
 
 def _hide_password(url: str) -> str:

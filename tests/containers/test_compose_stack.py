@@ -27,7 +27,7 @@ pytestmark = pytest.mark.containers
 STEPS, BATCH = 36, 16
 RUN_CONFIG = f"""
 run: compose
-task: {{name: most_frequent_digit, num_digits: 5}}
+task: {{source: {{type: procedural, name: most_frequent_digit, num_digits: 5}}}}
 queue: {{type: redis, lease_idle_s: 3}}
 rollout: {{num_actors: 2, prompts_per_batch: 8, sampling: {{group_size: 8, max_new_tokens: 4, top_k: 0, top_p: 1.0}}}}
 model: {{tiny: {{max_position_embeddings: 64}}}}

@@ -42,7 +42,7 @@ def values(release: str) -> dict:
         "image": {"pullPolicy": "Never"},
         "model": {"initTiny": False, "volume": {"persistentVolumeClaim": {"claimName": f"{release}-models"}}},
         "run": {"name": "kube", "config": {
-            "task": {"name": "most_frequent_digit", "num_digits": 5},
+            "task": {"source": {"type": "procedural", "name": "most_frequent_digit", "num_digits": 5}},
             "queue": {"lease_idle_s": 3},
             "rollout": {"prompts_per_batch": 4, "sampling": {"group_size": 8, "max_new_tokens": 4, "top_k": 0}},
             "model": {"tiny": {"max_position_embeddings": 64}},

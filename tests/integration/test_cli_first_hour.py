@@ -77,8 +77,8 @@ def test_an_unwritable_out_and_a_busy_port_name_the_path_the_port_and_the_flag(t
 
 
 def test_what_train_can_check_stops_it_before_anything_starts(tmp_path):
-    cases = {"task:\n  name: reasoning_gym\n  dataset: basic_arithmatic\n":
-             "error: task: reasoning-gym cannot make 'basic_arithmatic' with dataset_options {}: Dataset "
+    cases = {"task:\n  source:\n    type: reasoning_gym\n    dataset: basic_arithmatic\n":
+             "error: task.source: reasoning-gym cannot make 'basic_arithmatic' with options {}: Dataset "
              "'basic_arithmatic' not registered",
              f"model:\n  path: {tmp_path / 'models' / 'nope'}\n":
              f"error: model.path: model directory {tmp_path / 'models' / 'nope'} does not exist",

@@ -20,6 +20,9 @@ as on-policy. The prompt stream is the run's, not the process's: a learner conti
 numbering where Redis says it stopped, and a numbered put that finds its entry already there
 (another learner put it) resynchronises from the stream instead of counting it twice.
 
+When a file source's rows run out (`task.source.epochs`), admission stops and the last batch is
+what is left in flight (`finished` then tells the trainer to stop).
+
 Plain Python: no torch, no model (the tokenizer is only handed to `tasks.render`), so it is
 unit-tested on the in-memory queue.
 """
@@ -36,7 +39,7 @@ from relayrl.replay import Entry, ReplayQueue
 from relayrl.replay import metrics as queue_metrics
 from relayrl.replay.keys import StreamKeys
 from relayrl.retry import Backoff, is_transient, retry
-from relayrl.tasks import render, stream
+from relayrl.tasks import Tasks, render
 from relayrl.wire import common_pb2
 
 log = logging.getLogger("relayrl.learner")
@@ -100,8 +103,10 @@ class Intake:
         self.cfg, self.queue, self.spec, self.tokenizer, self.consumer = cfg, queue, spec, tokenizer, consumer
         self.epoch = epoch
         self.keys = StreamKeys(cfg.run)
-        if cfg.task.chat:
-            render("", cfg.task, tokenizer)  # a tokenizer without a chat template fails here, not later
+        # a file source's rows are read and checked here, and put to this tokenizer once: a bad row
+        # (or chat prompts without a chat template) stops the run now, never an actor later
+        tasks = Tasks(cfg.task, cfg.reward.code)
+        tasks.check(tokenizer)
         self.admission = Admission(cfg.learner.batch_groups, cfg.learner.max_staleness, sync=cfg.mode == "sync")
         self.counters = Counters()
         self.trained: list[str] = []  # the ledger: ids of the groups whose update the model contains
@@ -112,8 +117,10 @@ class Intake:
         if state is not None:
             self.restore(state)
         self.seen: set[str] = set(self.trained) | set(self.dropped)
-        self._prompts = stream(cfg.task)
-        self._item = None  # the prompt being admitted, kept until its put succeeds
+        self._prompts = tasks.stream()
+        self._item = None  # the row being admitted, kept until its put succeeds
+        self.exhausted = False
+        """The task's rows ran out (`task.source.epochs`): nothing more is admitted."""
         # every prompt ever put on the stream was admitted, trimmed or not (ids stay unique)
         self._skip_to(queue.added(self.keys.prompts))
         if state is None and self.admission.admitted:
@@ -124,7 +131,7 @@ class Intake:
     def _skip_to(self, admitted: int) -> None:
         """Continue the prompt stream at prompt number `admitted` (the generator is deterministic)."""
         for _ in range(admitted - self.admission.admitted - (self._item is not None)):
-            next(self._prompts)
+            self.exhausted = next(self._prompts, None) is None or self.exhausted
         self._item = None
         self.admission.admitted = admitted
 
@@ -155,16 +162,19 @@ class Intake:
     # -- admission ----------------------------------------------------------------------------------
     def admit(self, version: int) -> int:
         """Put prompts on the prompts stream up to the bound; none while admission is paused."""
-        if self.queue.get_value(self.keys.paused) == "1":
+        if self.exhausted or self.queue.get_value(self.keys.paused) == "1":
             return 0
         n = 0
         while self.admission.room() > 0:
             if self._item is None:
-                self._item = next(self._prompts)
-            item, seq = self._item, self.admission.admitted
-            text = render(item.text, self.cfg.task, self.tokenizer)
-            prompt = common_pb2.Prompt(prompt_id=f"{self.cfg.run}-p{seq}", text=text, kind=item.kind,
-                                       reference=item.answer, admitted_version=version)
+                self._item = next(self._prompts, None)
+                if self._item is None:
+                    self.exhausted = True
+                    break
+            row, seq = self._item, self.admission.admitted
+            p = render(row, self.cfg.task, self.tokenizer)
+            prompt = common_pb2.Prompt(prompt_id=f"{self.cfg.run}-p{seq}", text=p.text, kind=p.kind,
+                                       reference=p.reference, metadata=p.metadata, admitted_version=version)
             # numbered puts: a retry after Redis lost the reply cannot admit the prompt twice
             if self.queue.put_once(self.keys.prompts, prompt.SerializeToString(), seq):
                 self._item = None
@@ -178,6 +188,11 @@ class Intake:
                 log.warning("learner: prompt %d is already on the stream; continuing at prompt %d", seq, added)
                 self._skip_to(added)
         return n
+
+    @property
+    def finished(self) -> bool:
+        """The task's rows ran out and every prompt admitted has been trained or dropped."""
+        return self.exhausted and self.admission.consumed >= self.admission.admitted
 
     # -- collecting a batch -------------------------------------------------------------------------
     def drop_reason(self, group: common_pb2.Group, version: int) -> str | None:
@@ -218,6 +233,8 @@ class Intake:
         want = self.cfg.learner.batch_groups
         backoff = Backoff()
         while len(batch) < want:
+            if self.exhausted and self.admission.consumed + len(batch) >= self.admission.admitted:
+                return batch  # the rows ran out and nothing more is in flight: the last (partial) batch
             try:
                 self.admit(version)
                 if self.redeliver:
