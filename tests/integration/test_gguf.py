@@ -45,10 +45,11 @@ def test_imported_model_matches_the_gguf_logits(smollm2):
 def test_imported_model_chats_through_the_rollout_engine(smollm2):
     from relayrl.config import SamplingConfig, TaskConfig
     from relayrl.rollout.engine import TransformersEngine
-    from relayrl.tasks import render
+    from relayrl.tasks import Row, render
 
     engine = TransformersEngine(str(smollm2), threads=2)
-    prompt = render("What is 2 + 3?", TaskConfig(chat=True, system="Answer with a number."), engine.tokenizer)
+    prompt = render(Row("math", "What is 2 + 3?", answer="5"), TaskConfig(chat=True, system="Answer with a number."),
+                    engine.tokenizer).text
     # SmolLM2's BOS is <|im_start|>: render drops the template's leading one, the engine adds it back
     full = engine.tokenizer.apply_chat_template([{"role": "system", "content": "Answer with a number."},
                                                  {"role": "user", "content": "What is 2 + 3?"}],

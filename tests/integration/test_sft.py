@@ -10,12 +10,13 @@ import sys
 import pytest
 
 from relayrl.config import TaskConfig
+from relayrl.config.task import ProceduralSource
 from relayrl.tasks import stream
 
 
 def task_rows(n: int, seed: int = 3) -> list[dict]:
-    it = stream(TaskConfig(name="add_digits", seed=seed))
-    return [{"prompt": t.text, "response": t.answer, "answer": t.answer} for t in (next(it) for _ in range(n))]
+    it = stream(TaskConfig(source=ProceduralSource(name="add_digits"), seed=seed))
+    return [{"prompt": t.prompt, "response": t.answer, "answer": t.answer} for t in (next(it) for _ in range(n))]
 
 
 def greedy(model_dir, prompts: list[str], max_new_tokens: int = 5) -> list[str]:

@@ -18,11 +18,11 @@ pytestmark = pytest.mark.vllm
 
 def _sample_with_vllm(model_dir: str, out) -> None:
     from relayrl.rollout.vllm_engine import VllmEngine
-    from relayrl.tasks import render
+    from relayrl.tasks import Row, render
 
     engine = VllmEngine(model_dir, VllmEngineConfig(max_model_len=256, gpu_memory_utilization=0.1))
     task = TaskConfig(chat=True, system="Give only the number.")
-    prompts = [render(q, task, engine.tokenizer) for q in ("Calculate 2 + 3.", "Calculate 14 - 9.")]
+    prompts = [render(Row("math", q, answer="0"), task, engine.tokenizer).text for q in ("Calculate 2 + 3.", "Calculate 14 - 9.")]
     groups = engine.generate(prompts, SamplingConfig(group_size=2, max_new_tokens=16, temperature=0.7), seed=0)
     out.put(([(c.prompt_token_ids, c.token_ids, c.logprobs) for g in groups for c in g], engine.pad_id))
 

@@ -1,5 +1,6 @@
-"""Keys that moved when the configuration was grouped into sections: an old file gets an error
-that names each key's new place instead of a bare "extra inputs are not permitted"."""
+"""Keys that moved when the configuration was grouped into sections (and when the task's generator
+became `task.source`): an old file gets an error that names each key's new place instead of a bare
+"extra inputs are not permitted"."""
 
 from __future__ import annotations
 
@@ -19,8 +20,17 @@ _ROLLOUT = {
     "torch_threads": "rollout.engine.torch_threads (with `type: transformers`)",
 }
 
+_TASK = {
+    "name": "task.source.name (in `source: {type: procedural, name: ...}`; name: reasoning_gym is "
+            "`source: {type: reasoning_gym, dataset: ...}`)",
+    "num_digits": "task.source.num_digits (with `type: procedural`)",
+    "dataset": "task.source.dataset (with `type: reasoning_gym`)",
+    "dataset_options": "task.source.options (with `type: reasoning_gym`)",
+}
+
 MOVED: dict[str, str] = {
     **{f"learner.{k}": v for k, v in _LEARNER.items()},
+    **{f"task.{k}": v for k, v in _TASK.items()},
     **{f"reward.swe.{k}": v for k, v in _SWE.items()},
     **{f"rollout.{k}": v for k, v in _ROLLOUT.items()},
 }

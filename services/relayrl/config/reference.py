@@ -26,6 +26,8 @@ def reference_markdown(root: type[BaseModel] | None = None) -> str:
                 subs.append((f"{prefix}{name}", models, field.description or ""))
                 continue
             default = field.get_default(call_default_factory=True)
+            if isinstance(default, str) and "\n" in default:  # a template: its first line stands for it
+                default = default.split("\n", 1)[0] + " …"
             shown = "required" if default is PydanticUndefined else f"`{'null' if default is None else default}`"
             rows.append(f"| `{prefix}{name}` | {shown} | {field.description or ''} |")
         if rows:

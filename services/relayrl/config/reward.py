@@ -36,7 +36,9 @@ class CodeConfig(Section):
     max_job_s: float = Field(120.0, gt=0)
     """Wall-clock deadline of one whole job (every case), whatever the spec asks."""
     early_stop: bool = True
-    """Stop at the first failing case (a spec's `early_stop` overrides it)."""
+    """Stop at the first failing case (a spec's `early_stop` overrides it; partial credit runs every case)."""
+    partial_credit: bool = False
+    """Reward the share of test cases passed instead of all or nothing (a spec's `partial_credit` overrides it)."""
     cache_size: int = Field(10_000, ge=0)
     """Results kept by content hash of (program, spec); 0 disables the cache."""
 

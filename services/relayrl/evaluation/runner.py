@@ -26,7 +26,7 @@ def run_dataset(engine, dataset: EvalDataset, k: int, max_new_tokens: int, tempe
                 top_p: float, seed: int, batch_prompts: int, render=None, samples_out=None) -> dict:
     """Sample, score and aggregate one dataset; writes one JSON line per sample to `samples_out`.
 
-    `render` turns a problem's text into what the model is fed (e.g. a chat); None: the text."""
+    `render` turns a problem (an `EvalItem`) into what the model is fed (e.g. a chat); None: its text."""
     from relayrl.config import SamplingConfig
     from relayrl.reward.verifiers.answer import format_reward
 
@@ -37,7 +37,7 @@ def run_dataset(engine, dataset: EvalDataset, k: int, max_new_tokens: int, tempe
     formatted = 0.0
     for start in range(0, len(dataset.items), batch_prompts):
         batch = dataset.items[start:start + batch_prompts]
-        prompts = [render(it.prompt) if render is not None else it.prompt for it in batch]
+        prompts = [render(it) if render is not None else it.prompt for it in batch]
         longest = max(len(engine.encode(p)) for p in prompts)
         if longest + max_new_tokens > limit:
             raise ValueError(f"{dataset.name}: a prompt of {longest} tokens plus max_new_tokens={max_new_tokens} "
@@ -66,8 +66,8 @@ def _renderer(name: str, tokenizer, chat: bool, task):
     if name == "task" and task is not None:
         from relayrl.tasks import render
 
-        return lambda text: render(text, task, tokenizer)
-    return (lambda text: chat_prompt(tokenizer, text)) if chat else None
+        return lambda item: render(item.entry["row"], task, tokenizer).text
+    return (lambda item: chat_prompt(tokenizer, item.prompt)) if chat else None
 
 
 def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, max_new_tokens: int = 512,
@@ -77,7 +77,7 @@ def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, 
     """Evaluate a model directory on every dataset in `specs`; returns the JSON-ready report.
 
     `task` (a `TaskConfig`, from a run config) defines the spec `task`: that task's held-out
-    stream, put to the model exactly as training puts it (`relayrl.tasks.render`)."""
+    rows, put to the model exactly as training puts them (`relayrl.tasks.render`)."""
     from relayrl.config import RewardConfig
     from relayrl.reward.verifiers.math import MathVerifier
     from relayrl.rollout.engine import TransformersEngine
@@ -89,7 +89,7 @@ def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, 
     engine = TransformersEngine(str(model_dir), threads=threads)
     verifier = MathVerifier(RewardConfig())
     code_verifier = None
-    if "humaneval" in specs:
+    if "humaneval" in specs or "task" in specs:  # a task's held-out rows may be code
         from relayrl.reward.verifiers.code import CodeVerifier
 
         code_verifier = CodeVerifier(RewardConfig())

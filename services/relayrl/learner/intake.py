@@ -16,6 +16,9 @@ back the groups it held unacknowledged (`redeliver`); a checkpoint's ledger (`tr
 `dropped`) turns those already in the model into duplicates. While Redis is away the intake backs
 off (`relayrl.retry`) and, once it answers, takes back what a lease whose reply was lost gave it.
 
+When a file source's rows run out (`task.source.epochs`), admission stops and the last batch is
+what is left in flight (`finished` then tells the trainer to stop).
+
 Plain Python: no torch, no model (the tokenizer is only handed to `tasks.render`), so it is
 unit-tested on the in-memory queue.
 """
@@ -31,7 +34,7 @@ from relayrl.learner.spec import AlgoSpec, shaped_rewards, valid_indices, zero_v
 from relayrl.replay import Entry, ReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.retry import Backoff, is_transient, retry
-from relayrl.tasks import render, stream
+from relayrl.tasks import Tasks, render
 from relayrl.wire import common_pb2
 
 log = logging.getLogger("relayrl.learner")
@@ -93,8 +96,10 @@ class Intake:
         where Redis says it stopped. `tokenizer` renders chat prompts (`cfg.task.chat`)."""
         self.cfg, self.queue, self.spec, self.tokenizer, self.consumer = cfg, queue, spec, tokenizer, consumer
         self.keys = StreamKeys(cfg.run)
-        if cfg.task.chat:
-            render("", cfg.task, tokenizer)  # a tokenizer without a chat template fails here, not later
+        # a file source's rows are read and checked here, and put to this tokenizer once: a bad row
+        # (or chat prompts without a chat template) stops the run now, never an actor later
+        tasks = Tasks(cfg.task, cfg.reward.code)
+        tasks.check(tokenizer)
         self.admission = Admission(cfg.learner.batch_groups, cfg.learner.max_staleness, sync=cfg.mode == "sync")
         self.counters = Counters()
         self.trained: list[str] = []  # the ledger: ids of the groups whose update the model contains
@@ -105,11 +110,13 @@ class Intake:
         if state is not None:
             self.restore(state)
         self.seen: set[str] = set(self.trained) | set(self.dropped)
-        self._prompts = stream(cfg.task)
+        self._prompts = tasks.stream()
+        self.exhausted = False
+        """The task's rows ran out (`task.source.epochs`): nothing more is admitted."""
         if resume:  # every prompt ever put on the stream was admitted, trimmed or not (ids stay unique)
             self.admission.admitted = queue.added(self.keys.prompts)
             for _ in range(self.admission.admitted):
-                next(self._prompts)
+                self.exhausted = next(self._prompts, None) is None or self.exhausted
         # groups this consumer leased and never acknowledged (a previous incarnation died): first
         self.redeliver: list[Entry] = self._own_pending()
 
@@ -130,19 +137,27 @@ class Intake:
     # -- admission ----------------------------------------------------------------------------------
     def admit(self, version: int) -> int:
         """Put prompts on the prompts stream up to the bound; none while admission is paused."""
-        if self.queue.get_value(self.keys.paused) == "1":
+        if self.exhausted or self.queue.get_value(self.keys.paused) == "1":
             return 0
         n = self.admission.room()
-        for _ in range(n):
-            item = next(self._prompts)
+        for i in range(n):
+            row = next(self._prompts, None)
+            if row is None:
+                self.exhausted = True
+                return i
             pid = f"{self.cfg.run}-p{self.admission.admitted}"
-            text = render(item.text, self.cfg.task, self.tokenizer)
-            prompt = common_pb2.Prompt(prompt_id=pid, text=text, kind=item.kind, reference=item.answer,
-                                       admitted_version=version)
+            p = render(row, self.cfg.task, self.tokenizer)
+            prompt = common_pb2.Prompt(prompt_id=pid, text=p.text, kind=p.kind, reference=p.reference,
+                                       metadata=p.metadata, admitted_version=version)
             # numbered puts: a retry after Redis lost the reply cannot admit the prompt twice
             self.queue.put_once(self.keys.prompts, prompt.SerializeToString(), self.admission.admitted)
             self.admission.admitted += 1
         return n
+
+    @property
+    def finished(self) -> bool:
+        """The task's rows ran out and every prompt admitted has been trained or dropped."""
+        return self.exhausted and self.admission.consumed >= self.admission.admitted
 
     # -- collecting a batch -------------------------------------------------------------------------
     def drop_reason(self, group: common_pb2.Group, version: int) -> str | None:
@@ -183,6 +198,8 @@ class Intake:
         want = self.cfg.learner.batch_groups
         backoff = Backoff()
         while len(batch) < want:
+            if self.exhausted and self.admission.consumed + len(batch) >= self.admission.admitted:
+                return batch  # the rows ran out and nothing more is in flight: the last (partial) batch
             try:
                 self.admit(version)
                 if self.redeliver:

@@ -117,6 +117,8 @@ class Learner:
         while self.step < steps:
             t0 = time.perf_counter()
             batch = self.collect()
+            if not batch:  # the task's rows ran out (task.source.epochs) and every group is consumed
+                break
             t1 = time.perf_counter()
             stats = self.train_step([g for _, g in batch])
             self.step += 1
@@ -133,10 +135,12 @@ class Learner:
             self.intake.observe_queues()
             record = self.runlog.step(self.step, self.version, len(batch), t1 - t0, t2 - t1, t2 - t_start,
                                       {**stats, "regenerations": self.counters.prompts_regenerated})
-            if self.step % self.cfg.learner.checkpoint.every == 0 or self.step == steps:
+            if self.step % self.cfg.learner.checkpoint.every == 0 or self.step == steps or self.intake.finished:
                 self.checkpoint()
             if on_step:
                 on_step(record)
+        if self.intake.to_ack:  # the rows ran out with dropped groups after the last checkpoint
+            self.checkpoint()
         self.policy.finish()
         self.done = True
         c = self.counters

@@ -19,14 +19,14 @@ from relayrl.sft.train import SftOptions, read_jsonl, sft
 def load_prompts(source: str, n: int, seed: int = 0) -> list[dict]:
     """`task:<name>` (the task's training stream, first n) or a JSONL file of {"prompt", "answer"}."""
     if source.startswith("task:"):
-        from relayrl.config import TaskConfig
-        from relayrl.tasks import GENERATORS, stream
+        from relayrl.config.task import ProceduralSource, TaskConfig
+        from relayrl.tasks import MATH_TASKS, stream
 
         name = source.removeprefix("task:")
-        if name not in GENERATORS:
-            raise ValueError(f"unknown task {name!r}; shipped tasks: {sorted(GENERATORS)}")
-        it = stream(TaskConfig(name=name, seed=seed))
-        return [{"prompt": t.text, "answer": t.answer} for t in (next(it) for _ in range(n))]
+        if name not in MATH_TASKS:
+            raise ValueError(f"unknown task {name!r}; shipped math tasks: {list(MATH_TASKS)}")
+        it = stream(TaskConfig(source=ProceduralSource(name=name), seed=seed))
+        return [{"prompt": t.prompt, "answer": t.answer} for t in (next(it) for _ in range(n))]
     return read_jsonl(source, ("prompt", "answer"), "prompts")[:n]
 
 

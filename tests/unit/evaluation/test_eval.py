@@ -136,16 +136,17 @@ def test_humaneval_programs_are_judged_in_the_sandbox(verifier):
 
 def test_the_task_dataset_is_a_run_configs_held_out_stream_rendered_as_in_training(verifier, tiny_model_dir, tmp_path):
     from relayrl.config import TaskConfig
+    from relayrl.config.task import ProceduralSource
     from relayrl.evaluation.datasets import load
     from relayrl.evaluation.runner import evaluate
     from relayrl.tasks import stream
 
-    task = TaskConfig(name="add_digits", seed=3)
+    task = TaskConfig(source=ProceduralSource(name="add_digits"), seed=3)
     with pytest.raises(ValueError, match="--config"):
         load("task", 4, 0, verifier)
     dataset = load("task", 4, 0, verifier, task=task)
-    held_out = list(islice(stream(task, seed_offset=7_919), 4))
-    assert [i.prompt for i in dataset.items] == [t.text for t in held_out]
+    held_out = list(islice(stream(task, "held_out"), 4))
+    assert [i.prompt for i in dataset.items] == [t.prompt for t in held_out]
     report = evaluate(tiny_model_dir, ["task"], k=2, n=4, max_new_tokens=4, task=task,
                       samples_path=tmp_path / "s.jsonl")
     figures = report["datasets"]["task"]

@@ -1,25 +1,21 @@
 """The code verifier: a model's Python program against a test spec, judged in the sandbox.
 
-The reference of a "code" prompt is a JSON test spec, one of two kinds:
-
-    {"kind": "stdio", "cases": [{"stdin": "...", "stdout": "..."}], "timeout_s": 5}
-    {"kind": "assert", "entry_point": "f", "test": "def check(candidate): ...", "timeout_s": 5,
-     "prelude": "<trusted code both sides run first, e.g. HumanEval's prompt>",
-     "asserts": ["assert f(1) == 2", ...]}
-
+The reference of a "code" prompt is a JSON test spec (`code_spec`: stdio cases or assert tests).
 stdio: every output line is compared with the expected one (trailing whitespace ignored; a
 missing or extra line fails; a non-zero exit fails). assert: the test code runs in the trusted
 harness and calls the entry point in a separate process (`reward/inside/harness.py`).
 `timeout_s` is per case; `early_stop` (default from config) stops at the first failing case. The
 program is the last ```python fenced block of the response (or the whole response when it has
-no fence).
+no fence), between the spec's trusted `prefix` and `suffix` when it has them.
 
 One sandbox job per (program, spec): every case runs in it, with per-case results in
 `details["cases"]`. Results are cached by a content hash of (program, spec), and concurrent
 requests for the same content share one job, so a retried request (same sample, same tests) is
 idempotent and costs nothing. Outcome: `pass` when every case passed; `fail` when any failed,
 timed out or the program exhausted a limit; `infra_error` when the sandbox itself failed or the
-spec is malformed (the data's fault, not the model's).
+spec is malformed (the data's fault, not the model's). The accuracy component is 1 for `pass`
+and 0 otherwise, or with partial credit (`reward.code.partial_credit`, or the spec's
+`partial_credit`) the share of cases passed, every case run (no early stop).
 """
 
 from __future__ import annotations
@@ -28,7 +24,6 @@ import hashlib
 import json
 import os
 import queue
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -42,6 +37,9 @@ from relayrl.reward.errors import SpecError
 from relayrl.reward.sandbox import Sandbox, SandboxResult
 from relayrl.reward.verifiers.answer import format_reward
 from relayrl.reward.verifiers.base import SandboxedVerifier, Score
+from relayrl.reward.verifiers.code_spec import extract_program, parse_spec, program_of
+
+__all__ = ["CodeVerifier", "extract_program", "parse_spec"]
 
 KILLS = Counter("relayrl_sandbox_kills_total", "Sandbox jobs or test cases killed, by reason "
                 "(timeout, memory, output, signal).", ["reason"])
@@ -55,55 +53,7 @@ MODE = Gauge("relayrl_sandbox_mode", "1 for the isolation mode untrusted code ru
 
 INSIDE = Path(__file__).parent.parent / "inside"  # relayrl/reward/inside: files copied into the sandbox
 HARNESS_FILES = ("harness.py", "candidate.py", "wire.py")
-_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _CASE_KILLS = {"timeout": "timeout", "output": "output", "killed": "signal"}
-
-
-def extract_program(response: str) -> str:
-    """The last fenced code block of the response, or the whole response when it has none."""
-    blocks = _FENCE.findall(response)
-    return blocks[-1] if blocks else response
-
-
-def parse_spec(reference: str, max_cases: int, max_timeout_s: float) -> dict:
-    """Validate a JSON test spec; SpecError says what is wrong."""
-    try:
-        spec = json.loads(reference)
-    except ValueError as exc:
-        raise SpecError(f"test spec is not JSON: {exc}") from exc
-    if not isinstance(spec, dict) or spec.get("kind") not in ("stdio", "assert"):
-        raise SpecError('test spec must be an object with "kind": "stdio" or "assert"')
-    timeout = spec.get("timeout_s", 5)
-    if not isinstance(timeout, (int, float)) or not 0 < timeout <= max_timeout_s:
-        raise SpecError(f"timeout_s must be a number in (0, {max_timeout_s}]")
-    out = {"kind": spec["kind"], "timeout_s": float(timeout)}
-    if "early_stop" in spec:
-        out["early_stop"] = bool(spec["early_stop"])
-    if spec["kind"] == "stdio":
-        cases = spec.get("cases")
-        if not isinstance(cases, list) or not cases:
-            raise SpecError("a stdio spec needs a non-empty list of cases")
-        for i, case in enumerate(cases):
-            if not isinstance(case, dict) or not isinstance(case.get("stdout"), str) \
-                    or not isinstance(case.get("stdin", ""), str):
-                raise SpecError(f"stdio case {i} needs string fields stdin and stdout")
-        out["cases"] = [{"stdin": c.get("stdin", ""), "stdout": c["stdout"]} for c in cases]
-    else:
-        entry = spec.get("entry_point")
-        if not isinstance(entry, str) or not entry.isidentifier():
-            raise SpecError("an assert spec needs an entry_point that is a Python identifier")
-        test, asserts = spec.get("test", ""), spec.get("asserts", [])
-        if not isinstance(test, str) or not (isinstance(asserts, list) and all(isinstance(a, str) for a in asserts)):
-            raise SpecError("test must be a string and asserts a list of strings")
-        if not test and not asserts:
-            raise SpecError("an assert spec needs a test (defining check) or asserts")
-        if not isinstance(spec.get("prelude", ""), str):
-            raise SpecError("prelude must be a string")
-        out.update(entry_point=entry, test=test, asserts=asserts, prelude=spec.get("prelude", ""))
-        out["cases"] = [None] * ((1 if test else 0) + len(asserts))
-    if len(out["cases"]) > max_cases:
-        raise SpecError(f"{len(out['cases'])} cases exceed code.max_cases={max_cases}")
-    return out
 
 
 class CodeVerifier(SandboxedVerifier):
@@ -130,23 +80,27 @@ class CodeVerifier(SandboxedVerifier):
 
     def score(self, response: str, reference: str) -> Score:
         started = time.monotonic()
-        program = extract_program(response)
         w = self.cfg.weights
         fmt = format_reward(response)
         try:
             spec = parse_spec(reference, self.code.max_cases, self.code.max_timeout_s)
         except SpecError as exc:
             return Score.infra_error(f"bad test spec: {exc}")
+        program = program_of(response, spec)
         if len(program) > self.code.max_program_chars:
             return Score("fail", w.format * fmt, {"accuracy": 0.0, "format": fmt},
                          {"reason": f"program longer than {self.code.max_program_chars} characters"})
         result = self.run_job(program, spec)
         if result.outcome == "infra_error":
             return result
-        acc = 1.0 if result.outcome == "pass" else 0.0
+        pass_rate = result.components.get("pass_rate", 0.0)
+        acc = pass_rate if self._partial(spec) else (1.0 if result.outcome == "pass" else 0.0)
         return Score(result.outcome, w.accuracy * acc + w.format * fmt,
-                     {"accuracy": acc, "format": fmt, "pass_rate": result.components.get("pass_rate", 0.0)},
+                     {"accuracy": acc, "format": fmt, "pass_rate": pass_rate},
                      dict(result.details), time.monotonic() - started)
+
+    def _partial(self, spec: dict) -> bool:
+        return spec.get("partial_credit", self.code.partial_credit)
 
     def run_job(self, program: str, spec: dict, request_id: str | None = None) -> Score:
         """Judge `program` against a parsed spec. `request_id` defaults to the content hash; a
@@ -189,7 +143,8 @@ class CodeVerifier(SandboxedVerifier):
     def _judge(self, program: str, spec: dict) -> Score:
         job = {**spec, "program": program, "python": self.cfg.sandbox.python,
                "max_output_bytes": self.cfg.sandbox.max_output_bytes,
-               "early_stop": spec.get("early_stop", self.code.early_stop)}
+               # partial credit counts every case, so it runs every case
+               "early_stop": spec.get("early_stop", self.code.early_stop and not self._partial(spec))}
         if spec["kind"] == "assert":
             del job["cases"]  # placeholders counting the cases; the harness builds them from the test
         deadline = min(self.code.max_job_s, spec["timeout_s"] * len(spec["cases"]) + 5.0)
