@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 from relayrl import metrics
 from relayrl.config import RewardConfig, RunConfig
@@ -35,13 +34,6 @@ RUN = "dead"
 K = StreamKeys(RUN)
 
 
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def prompt(n: int, kind: str = "math", reference: str = "5") -> common_pb2.Prompt:
@@ -66,7 +58,7 @@ def letters(queue: RedisReplayQueue) -> list[dict]:
     return [json.loads(p) for p in reversed(queue.recent(K.dead, 100))]
 
 
-def test_the_actor_keeps_running_while_refused_prompts_are_dead_lettered(redis_url, tiny_model_dir):
+def test_the_actor_keeps_running_while_refused_prompts_are_dead_lettered(redis_url, tiny_model_dir, wait_for):
     cfg = RunConfig.model_validate({"run": RUN, "queue": {"type": "redis", "url": redis_url},
                                     "rollout": {"prompts_per_batch": 1, "sampling": {"group_size": 2, "max_new_tokens": 4}}})
     queue = RedisReplayQueue(redis_url)
@@ -106,7 +98,7 @@ def _run(actor: Actor, error: list) -> None:
         error.append(exc)
 
 
-def test_a_group_ending_in_infra_errors_is_generated_again_then_dead_lettered(redis_url):
+def test_a_group_ending_in_infra_errors_is_generated_again_then_dead_lettered(redis_url, wait_for):
     queue = RedisReplayQueue(redis_url)
     queue.ensure_group(K.prompts, StreamKeys.ACTORS)
     cfg = RewardConfig(workers=1, timeout_s=0.5, max_attempts=1, max_group_attempts=2)
@@ -136,7 +128,7 @@ def test_a_group_ending_in_infra_errors_is_generated_again_then_dead_lettered(re
         service.close(drain=False)
 
 
-def test_dead_lettered_prompts_count_as_consumed_so_admission_goes_on(redis_url):
+def test_dead_lettered_prompts_count_as_consumed_so_admission_goes_on(redis_url, wait_for):
     cfg = RunConfig.model_validate({"run": RUN, "learner": {"batch_groups": 2, "max_staleness": 0},
                                     "rollout": {"sampling": {"group_size": 2}}})
     queue = RedisReplayQueue(redis_url)

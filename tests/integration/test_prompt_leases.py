@@ -68,16 +68,9 @@ def steal(queue: RedisReplayQueue):
     return queue.lease(StreamKeys(RUN).prompts, StreamKeys.ACTORS, "other-actor", count=10, reclaim_idle_s=LEASE_S)
 
 
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_slow_groups_prompt_stays_leased_until_its_reward_service_dies(redis_url, tmp_path):
+def test_a_slow_groups_prompt_stays_leased_until_its_reward_service_dies(redis_url, tmp_path, wait_for):
     queue = RedisReplayQueue(redis_url)
     k = StreamKeys(RUN)
     queue.ensure_group(k.prompts, StreamKeys.ACTORS)
@@ -109,7 +102,7 @@ def test_a_slow_groups_prompt_stays_leased_until_its_reward_service_dies(redis_u
             proc.wait()
 
 
-def test_actors_never_generate_a_slow_group_twice_and_count_what_they_regenerate(redis_url, tiny_model_dir):
+def test_actors_never_generate_a_slow_group_twice_and_count_what_they_regenerate(redis_url, tiny_model_dir, wait_for):
     cfg = run_cfg(redis_url, latency_s=6 * LEASE_S)
     queue = RedisReplayQueue(redis_url)
     k = StreamKeys(RUN)

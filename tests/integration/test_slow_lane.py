@@ -41,14 +41,6 @@ def make_group(group_id: str, texts: list[str], kind="math", reference="5", entr
                             samples=[common_pb2.Sample(sample_id=f"{group_id}/{i}", text=t) for i, t in enumerate(texts)])
 
 
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def groups_written(queue: RedisReplayQueue) -> list[common_pb2.Group]:
@@ -70,7 +62,7 @@ def worker_process(tmp_path, url: str, worker_id: str, delay_s: float) -> subpro
                              "--worker-id", worker_id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_worker_killed_mid_job_is_released_and_scored_once(redis_url, tmp_path):
+def test_worker_killed_mid_job_is_released_and_scored_once(redis_url, tmp_path, wait_for):
     queue = RedisReplayQueue(redis_url)
     k = StreamKeys(RUN)
     queue.ensure_group(k.prompts, StreamKeys.ACTORS)
@@ -106,7 +98,7 @@ def test_worker_killed_mid_job_is_released_and_scored_once(redis_url, tmp_path):
         service.close()
 
 
-def test_long_jobs_keep_their_lease_while_running(redis_url):
+def test_long_jobs_keep_their_lease_while_running(redis_url, wait_for):
     """Jobs four times longer than the lease, two workers competing: renewals keep each job with
     its worker, so nothing runs twice."""
     queue = RedisReplayQueue(redis_url)
@@ -127,7 +119,7 @@ def test_long_jobs_keep_their_lease_while_running(redis_url):
         service.close()
 
 
-def test_job_failing_every_time_is_dead_lettered_and_its_sample_an_infra_error(redis_url):
+def test_job_failing_every_time_is_dead_lettered_and_its_sample_an_infra_error(redis_url, wait_for):
     queue = RedisReplayQueue(redis_url)
     cfg = RewardConfig.model_validate({"sandbox": {"python": "/no/such/python"},
                                        "slow_lane": {"kinds": ["swe"], "service_workers": 1, "lease_s": 0.3,
@@ -148,7 +140,7 @@ def test_job_failing_every_time_is_dead_lettered_and_its_sample_an_infra_error(r
         service.close()
 
 
-def test_job_whose_workers_keep_dying_is_dead_lettered_without_running(redis_url):
+def test_job_whose_workers_keep_dying_is_dead_lettered_without_running(redis_url, wait_for):
     queue = RedisReplayQueue(redis_url)
     k = StreamKeys(RUN)
     queue.ensure_group(k.swe, StreamKeys.REWARD_WORKERS)
