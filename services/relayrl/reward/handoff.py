@@ -60,6 +60,7 @@ class PromptHandoff:
     def __init__(self, queue: ReplayQueue, run: str, lease_s: float) -> None:
         """`lease_s`: the prompts' lease (`queue.lease_idle_s`); renewed every third of it."""
         self.queue, self.keys = queue, StreamKeys(run)
+        queue.ensure_group(self.keys.prompts, StreamKeys.ACTORS)  # renewals of a missing group would fail
         self.leases = LeaseKeeper(queue, self.keys.prompts, StreamKeys.ACTORS, lease_s / 3, "reward-service").start()
 
     def hold(self, group: common_pb2.Group) -> None:
