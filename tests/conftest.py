@@ -1,8 +1,10 @@
-"""Shared fixtures: a real redis-server on a free loopback port, started per test session."""
+"""Shared fixtures: a real redis-server on a free loopback port, started per test session, and a
+polling helper."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -43,3 +45,19 @@ def tiny_model_dir(tmp_path_factory):
     from relayrl.model.tiny import init_tiny
 
     return init_tiny(tmp_path_factory.mktemp("tiny") / "model", TinyModelConfig(max_position_embeddings=64))
+
+
+def _wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def wait_for():
+    """`wait_for(predicate, timeout_s, what)`: poll `predicate` until it returns something truthy
+    and return that; fail naming `what` after `timeout_s` seconds."""
+    return _wait_for

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -216,6 +217,14 @@ def test_shared_values(q):
     assert q.get_value("relayrl:t:version") is None
     q.set_value("relayrl:t:version", "3")
     assert q.get_value("relayrl:t:version") == "3"
+
+
+def test_counters_start_at_zero_and_add_atomically(make):
+    handles = [make(), make()]  # two processes counting into one key
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: handles[i % 2].incr("relayrl:t:regenerations"), range(200)))
+    assert handles[0].incr("relayrl:t:regenerations", 5) == 205
+    assert handles[1].get_value("relayrl:t:regenerations") == "205"
 
 
 # -- Redis only: real processes killed with SIGKILL ----------------------------------------

@@ -24,10 +24,10 @@ from relayrl.replay.keys import StreamKeys
 from relayrl.replay.private_redis import start_private_redis
 from relayrl.reward.verifiers.math import MathVerifier
 from relayrl.reward.worker import Job, Worker
-from tests.integration.test_slow_lane import RUN, results, reward_cfg, wait_for
+from tests.integration.test_slow_lane import RUN, results, reward_cfg
 
 
-def test_a_worker_rides_out_a_redis_restart(tmp_path):
+def test_a_worker_rides_out_a_redis_restart(tmp_path, wait_for):
     server, url = start_private_redis(tmp_path / "redis", durable=True)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     queue, k = RedisReplayQueue(url), StreamKeys(RUN)
@@ -52,7 +52,7 @@ def test_a_worker_rides_out_a_redis_restart(tmp_path):
 
 
 @pytest.mark.parametrize("service", ["reward-worker", "reward"])
-def test_a_process_whose_consumer_group_vanished_exits(service, redis_url, tmp_path):
+def test_a_process_whose_consumer_group_vanished_exits(service, redis_url, tmp_path, wait_for):
     k = StreamKeys(RUN)
     stream, ready = {"reward-worker": (k.swe, "reward worker w for run"),
                      "reward": (k.swe_results, "reward service for run")}[service]

@@ -156,6 +156,9 @@ class ReplayQueue(ABC):
     @abstractmethod
     def get_values(self, keys: list[str]) -> list[str | None]:
         """Read several shared values at one instant (None for an unset one)."""
+    def incr(self, key: str, amount: int = 1) -> int:
+        """Add `amount` to a shared counter (unset counts as 0); return the new value. Atomic, so
+        any number of processes may count into one key (regenerated prompts)."""
 
     @abstractmethod
     def delete_value(self, key: str) -> None:

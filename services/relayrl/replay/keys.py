@@ -26,3 +26,4 @@ class StreamKeys:
         self.version = f"{prefix}:version"  # the newest published version (an integer)
         self.epoch = f"{prefix}:epoch"  # the learner epoch of that version, set with it in one MSET
         self.paused = f"{prefix}:paused"  # "1" while prompt admission is paused (gateway)
+        self.regenerations = f"{prefix}:regenerations"  # prompts leased again after a lease expired (a counter)

@@ -279,6 +279,11 @@ class MemoryReplayQueue(ReplayQueue):
     def get_values(self, keys: list[str]) -> list[str | None]:
         with self._cond:
             return [self._values.get(k) for k in keys]
+    def incr(self, key: str, amount: int = 1) -> int:
+        with self._cond:
+            value = int(self._values.get(key, "0")) + amount
+            self._values[key] = str(value)
+            return value
 
     def delete_value(self, key: str) -> None:
         with self._cond:

@@ -259,6 +259,8 @@ class RedisReplayQueue(ReplayQueue):
 
     def get_values(self, keys: list[str]) -> list[str | None]:
         return [None if v is None else _text(v) for v in self._r.mget(keys)]
+    def incr(self, key: str, amount: int = 1) -> int:
+        return int(self._r.incrby(key, amount))
 
     def delete_value(self, key: str) -> None:
         self._r.delete(key)

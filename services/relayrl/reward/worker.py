@@ -36,6 +36,7 @@ from prometheus_client import Counter, Histogram
 from relayrl.config import LatencyEmulation, RewardConfig
 from relayrl.replay.base import AckRef, Entry, ReplayQueue
 from relayrl.replay.keys import StreamKeys
+from relayrl.replay.leases import LeaseKeeper
 from relayrl.retry import Backoff, is_transient
 from relayrl.reward.verifiers.base import Score, Verifier
 from relayrl.reward.verifiers.registry import create
@@ -124,22 +125,29 @@ class Worker(Loops):
         self._verifiers = dict(verifiers or {})
         self._own = [] if verifiers is not None else None  # verifiers this worker built (and closes)
         self._lock = threading.Lock()
-        self._held: dict[str, Job] = {}  # entry id -> job, leases this worker renews
+        self._held: dict[str, Job] = {}  # entry id -> job, the jobs running
+        # a running job's lease is renewed every lease_s / 3; an abandoned one expires and is retried
+        self._leases = LeaseKeeper(queue, self.keys.swe, StreamKeys.REWARD_WORKERS, self.lane.lease_s / 3, worker_id)
         self._pool = ThreadPoolExecutor(self.lane.concurrency, thread_name_prefix=f"{worker_id}-job")
         self.jobs_done = 0
         queue.ensure_group(self.keys.swe, StreamKeys.REWARD_WORKERS)
 
     def start(self) -> None:
         self._spawn(self.run, "lease")
-        self._spawn(self._renew_loop, "renew")
+        self._leases.start()
 
     def stop(self, wait: bool = False) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self._leases.stop()
         self._pool.shutdown(wait=wait, cancel_futures=True)
         for verifier in self._own or []:
             verifier.close()
+
+    def failure(self) -> BaseException | None:
+        """The error that stopped this worker's loops or its lease renewals, or None."""
+        return self._error or self._leases.failure()
 
     def busy(self) -> bool:
         """True while any leased job is running."""
@@ -150,6 +158,8 @@ class Worker(Loops):
         """Lease and start jobs until stopped."""
         backoff = Backoff(stop=self._stop)
         while not self._stop.is_set():
+            if (error := self._leases.failure()) is not None:
+                raise error
             with self._lock:
                 free = self.lane.concurrency - len(self._held)
             if free <= 0:
@@ -174,6 +184,7 @@ class Worker(Loops):
                     continue
                 with self._lock:
                     self._held[entry.id] = job
+                self._leases.hold(entry.id, self.worker_id)
                 self._pool.submit(self._run_job, entry, job)
 
     def _verifier(self, kind: str) -> Verifier:
@@ -215,6 +226,7 @@ class Worker(Loops):
             else:  # Redis away: the result is not written, the lease expires and the job runs again
                 log.warning("%s: writing the result of job %s failed: %s", self.worker_id, job.job_id, exc)
         finally:
+            self._leases.release(entry.id)
             with self._lock:
                 self._held.pop(entry.id, None)
 
@@ -236,19 +248,6 @@ class Worker(Loops):
                                   dead_letter=True, deliveries=entry.deliveries,
                                   **({"last": score.details} if score else {}))
         self._reply(entry, job, final)
-
-    def _renew_loop(self) -> None:
-        while not self._stop.wait(self.lane.lease_s / 3):
-            with self._lock:
-                ids = list(self._held)
-            if not ids:
-                continue
-            try:
-                self.queue.renew(self.keys.swe, StreamKeys.REWARD_WORKERS, self.worker_id, ids)
-            except Exception as exc:  # retry boundary: a missed renewal only risks a duplicate run, which is harmless
-                if not is_transient(exc):
-                    raise
-                log.warning("%s: renewing %d leases failed: %s", self.worker_id, len(ids), exc)
 
 
 def main(config_path: str | Path, redis_url: str | None = None, worker_id: str | None = None,

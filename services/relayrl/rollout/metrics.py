@@ -10,5 +10,9 @@ from prometheus_client import Counter, Gauge, Histogram
 VERSION_LAG = Gauge("relayrl_version_lag", "Learner version minus the version this actor serves")
 ROLLOUT_TOKENS = Counter("relayrl_rollout_tokens_total", "Completion tokens generated")
 ROLLOUT_REQUESTS = Counter("relayrl_rollout_requests_total", "Completions generated")
+PROMPT_REGENERATIONS = Counter("relayrl_prompt_regenerations_total", "Prompts an actor leased again after an "
+                               "earlier lease expired (generated twice: work wasted)")
+GROUPS_REFUSED = Counter("relayrl_rollout_groups_refused_total", "Groups the reward service refused (their prompts "
+                         "were dead-lettered)")
 RESPONSE_LENGTH = Histogram("relayrl_response_length_tokens", "Completion lengths in tokens",
                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384))
