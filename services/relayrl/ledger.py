@@ -5,7 +5,9 @@ prompts stream's entries-added) must end in exactly one place: trained (its grou
 the newest checkpoint's ledger), dropped with a reason (stale, zero variance, infrastructure
 error, duplicate), or still on its way (a prompt not yet finished by the actors, or a scored group
 the learner has not acknowledged). Anything else is lost; a group id in the trained list twice was
-trained twice. The chaos test and the resume test prove their runs with this.
+trained twice. A prompt dead-lettered by the reward service counts as dropped (`dead_letter`).
+`regenerations` is the actors' count of prompts leased again after a lease expired (generated
+twice). The chaos test and the resume test prove their runs with this.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Ledger:
     dropped: dict[str, str]
     waiting_prompts: set[str] = field(default_factory=set)
     waiting_groups: set[str] = field(default_factory=set)
+    regenerations: int = 0
 
     @property
     def duplicated(self) -> list[str]:
@@ -45,7 +48,7 @@ class Ledger:
             reasons[reason] = reasons.get(reason, 0) + 1
         return {"admitted": self.admitted, "groups_trained": len(self.trained), "dropped": reasons,
                 "in_flight": len(self.waiting_prompts | self.waiting_groups), "lost": len(self.lost(run)),
-                "duplicated": len(self.duplicated)}
+                "duplicated": len(self.duplicated), "regenerations": self.regenerations}
 
 
 def account(redis_url: str, run: str, out: Path) -> Ledger:
@@ -62,6 +65,7 @@ def account(redis_url: str, run: str, out: Path) -> Ledger:
         admitted = queue.added(keys.prompts)
         prompts = {common_pb2.Prompt.FromString(p).prompt_id for p in queue.unfinished(keys.prompts, StreamKeys.ACTORS)}
         groups = {common_pb2.Group.FromString(p).group_id for p in queue.unfinished(keys.groups, StreamKeys.LEARNER)}
+        regenerations = int(queue.get_value(keys.regenerations) or 0)
     finally:
         queue.close()
-    return Ledger(admitted, list(state["trained"]), dict(state["dropped"]), prompts, groups)
+    return Ledger(admitted, list(state["trained"]), dict(state["dropped"]), prompts, groups, regenerations)

@@ -15,6 +15,10 @@ QUEUE_DEPTH = Gauge("relayrl_queue_depth", "Stream entries not yet delivered to 
 QUEUE_PENDING = Gauge("relayrl_queue_pending", "Stream entries leased but not acknowledged", ["stream"])
 ROLLOUT_TOKENS = Counter("relayrl_rollout_tokens_total", "Completion tokens generated")
 ROLLOUT_REQUESTS = Counter("relayrl_rollout_requests_total", "Completions generated")
+PROMPT_REGENERATIONS = Counter("relayrl_prompt_regenerations_total", "Prompts an actor leased again after an "
+                               "earlier lease expired (generated twice: work wasted)")
+GROUPS_REFUSED = Counter("relayrl_rollout_groups_refused_total", "Groups the reward service refused (their prompts "
+                         "were dead-lettered)")
 RESPONSE_LENGTH = Histogram("relayrl_response_length_tokens", "Completion lengths in tokens",
                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384))
 STALENESS = Histogram("relayrl_sample_staleness_versions", "Versions between generation and training",
@@ -29,7 +33,7 @@ WEIGHT_SYNC = Histogram("relayrl_weight_sync_seconds", "Publishing (learner) or 
 WEIGHT_BYTES = Counter("relayrl_weight_sync_bytes_total", "Weight bytes serialized (learner) or received (actor)", ["role"])
 # Every drop reason exported from the start (at 0): a rate over it has data before the first drop,
 # and a dashboard panel (deploy/grafana) shows "none dropped" instead of "no data".
-for _reason in ("stale", "duplicate", "infra_error"):
+for _reason in ("stale", "duplicate", "infra_error", "dead_letter"):
     GROUPS_DROPPED.labels(_reason)
 
 

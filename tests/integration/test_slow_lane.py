@@ -2,7 +2,8 @@
 
 Jobs are math samples routed through the slow lane (`reward.slow_lane.kinds: [math]`) with an
 emulated constant latency, so a job is reliably "running" when a worker is killed; the dead-letter
-tests use real SWE jobs whose task does not exist (an infrastructure error every time).
+test uses real SWE jobs in a sandbox whose interpreter does not exist (an infrastructure error
+every time).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import redis
 import yaml
@@ -25,6 +27,7 @@ from relayrl.reward.worker import Job, Worker
 from relayrl.wire import common_pb2
 
 RUN = "lane"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def reward_cfg(**slow) -> RewardConfig:
@@ -126,18 +129,20 @@ def test_long_jobs_keep_their_lease_while_running(redis_url):
 
 def test_job_failing_every_time_is_dead_lettered_and_its_sample_an_infra_error(redis_url):
     queue = RedisReplayQueue(redis_url)
-    cfg = RewardConfig.model_validate({"slow_lane": {"kinds": ["swe"], "service_workers": 1, "lease_s": 0.3,
+    cfg = RewardConfig.model_validate({"sandbox": {"python": "/no/such/python"},
+                                       "slow_lane": {"kinds": ["swe"], "service_workers": 1, "lease_s": 0.3,
                                                      "poll_s": 0.1, "max_deliveries": 2}})
     service = RewardService(cfg, queue, RUN)
+    task = ROOT / "examples" / "swe-mini" / "roman-numerals"
     try:
-        assert service.submit(make_group("g-dead", ["```diff\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n```"] * 2,
-                                         kind="swe", reference="/no/such/task"))
+        assert service.submit(make_group("g-dead", [f"```diff\n{(task / 'gold.patch').read_text()}```"] * 2,
+                                         kind="swe", reference=str(task)))
         (group,) = wait_for(lambda: groups_written(queue), 30, "the group with dead-lettered samples")
         assert [s.outcome for s in group.scores] == [common_pb2.OUTCOME_INFRA_ERROR] * 2
         assert all(json.loads(s.details)["dead_letter"] for s in group.scores)
         dead = [json.loads(f[b"d"]) for _, f in redis.Redis.from_url(redis_url).xrange(StreamKeys(RUN).dead)]
         assert sorted(d["job"]["job_id"] for d in dead) == ["g-dead/0", "g-dead/1"]
-        assert {d["deliveries"] for d in dead} == {2} and all("bad SWE task" in d["reason"] for d in dead)
+        assert {d["deliveries"] for d in dead} == {2} and all("no verdict" in d["reason"] for d in dead)
         assert queue.pending(StreamKeys(RUN).swe, StreamKeys.REWARD_WORKERS) == 0
     finally:
         service.close()

@@ -4,6 +4,7 @@ locally (no downloads), whose shape is configured here."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -25,6 +26,8 @@ class TinyModelConfig(Section):
     """Longest sequence (prompt + completion) the model accepts."""
     seed: int = 0
     """Seed of the random initialisation."""
+    alphabet: Literal["tasks", "ascii"] = "tasks"
+    """Characters the tokenizer knows, one token each: tasks (the procedural tasks' digits and `?+= `), or ascii (printable ASCII, tab and newline: text such as SWE prompts and diffs)."""
 
 
 class ModelConfig(Section):

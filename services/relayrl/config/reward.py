@@ -130,6 +130,8 @@ class RewardConfig(Section):
     """Longer responses are cut to their last characters before parsing."""
     max_attempts: int = Field(3, ge=1)
     """Tries for a sample whose verification hit an infrastructure error."""
+    max_group_attempts: int = Field(3, ge=1)
+    """Leases of one prompt whose groups end in infrastructure errors (fewer than two samples scored, so the learner could not train them) before the prompt is dead-lettered; until then each such group is not written and its prompt is generated again."""
     max_reference_chars: int = Field(100_000, gt=0)
     """Longer gold answers are an infrastructure (data) error instead of a parse that may never end."""
     sandbox: SandboxConfig = SandboxConfig()

@@ -6,7 +6,9 @@ flight is within AReaL's bound (`Admission`), so no group can be more than `max_
 versions old by the time it is trained, counting the time a group waits for its reward. It
 leases scored groups from the groups stream and drops, counted by reason, the duplicates
 (delivery is at-least-once), the groups grown too stale, those left with fewer than two scored
-samples, and under dynamic sampling those whose shaped rewards are all equal.
+samples, and under dynamic sampling those whose shaped rewards are all equal. A prompt the reward
+service dead-lettered reaches it as a marker group (`Group.dead_letter`), dropped for
+`dead_letter`: consumed like any drop, so the admission bound never waits for its group.
 
 Nothing is acknowledged when it is leased: every group, trained or dropped, waits in `to_ack`
 until the checkpoint that records it is durable (`acknowledge`). A restarted consumer first takes
@@ -37,7 +39,7 @@ from relayrl.wire import common_pb2
 
 log = logging.getLogger("relayrl.learner")
 
-DROP_REASONS = ("stale", "infra_error", "duplicate", "zero_variance")
+DROP_REASONS = ("stale", "infra_error", "duplicate", "zero_variance", "dead_letter")
 
 
 @dataclass
@@ -45,8 +47,9 @@ class Admission:
     """AReaL's staleness bound on prompt admission.
 
     With B groups per step and version v (= steps taken), AReaL admits while
-    admitted < (max_staleness + v + 1) * B. Groups dropped (stale, infrastructure errors) are
-    consumed without advancing v, so the bound here counts consumed groups instead of v * B:
+    admitted < (max_staleness + v + 1) * B. Groups dropped (stale, infrastructure errors) and
+    prompts dead-lettered by the reward service (their marker groups) are consumed without
+    advancing v, so the bound here counts consumed groups instead of v * B:
     admitted - consumed < (max_staleness + 1) * B, which equals AReaL's bound when nothing is
     dropped and cannot deadlock when something is.
     """
@@ -73,6 +76,8 @@ class Counters:
     groups_dropped: dict = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     max_version_lag: int = 0
     last_reward_mean: float = 0.0
+    prompts_regenerated: int = 0
+    """Prompts leased again after a lease expired, run-wide (the actors' Redis counter, read each step)."""
 
 
 def group_staleness(group: common_pb2.Group, version: int) -> int:
@@ -161,6 +166,8 @@ class Intake:
         if group.group_id in self.seen:
             return "duplicate"
         self.seen.add(group.group_id)
+        if group.dead_letter:
+            return "dead_letter"
         staleness = group_staleness(group, version)
         self.counters.max_version_lag = max(self.counters.max_version_lag, staleness)
         if staleness > self.cfg.learner.max_staleness:
@@ -244,11 +251,13 @@ class Intake:
             retry(lambda name=name: self.queue.trim(name), "learner: trimming a stream", log)
 
     def observe_queues(self) -> None:
-        """Queue depth and pending gauges of both streams (retried while Redis is away)."""
+        """Queue depth and pending gauges of both streams, and the run's regeneration count
+        (retried while Redis is away)."""
         def observe() -> None:
             for name, key, group in (("prompts", self.keys.prompts, StreamKeys.ACTORS),
                                      ("groups", self.keys.groups, StreamKeys.LEARNER)):
                 metrics.QUEUE_DEPTH.labels(name).set(self.queue.lag(key, group))
                 metrics.QUEUE_PENDING.labels(name).set(self.queue.pending(key, group))
+            self.counters.prompts_regenerated = int(self.queue.get_value(self.keys.regenerations) or 0)
 
         retry(observe, "learner: reading queue depths", log)

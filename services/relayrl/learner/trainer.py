@@ -133,7 +133,8 @@ class Learner:
             metrics.GROUPS_TRAINED.inc(len(batch))
             metrics.LEARNER_REWARD.set(stats["reward_mean"])
             self.intake.observe_queues()
-            record = self.runlog.step(self.step, self.version, len(batch), t1 - t0, t2 - t1, t2 - t_start, stats)
+            record = self.runlog.step(self.step, self.version, len(batch), t1 - t0, t2 - t1, t2 - t_start,
+                                      {**stats, "regenerations": self.counters.prompts_regenerated})
             if self.step % self.cfg.learner.checkpoint.every == 0 or self.step == steps or self.intake.finished:
                 self.checkpoint()
             if on_step:
@@ -146,5 +147,6 @@ class Learner:
         self.runlog.close({"version": self.version, "step": self.step, "groups_trained": c.groups_trained,
                            "groups_dropped_stale": c.groups_dropped["stale"], "groups_dropped": c.groups_dropped,
                            "algorithm": self.spec.name, "prompts_admitted": self.admission.admitted,
-                           "max_version_lag": c.max_version_lag, "wall_s": round(time.perf_counter() - t_start, 3)})
+                           "max_version_lag": c.max_version_lag, "prompts_regenerated": c.prompts_regenerated,
+                           "wall_s": round(time.perf_counter() - t_start, 3)})
         return c

@@ -149,6 +149,11 @@ class ReplayQueue(ABC):
         """Read a shared value; None when unset."""
 
     @abstractmethod
+    def incr(self, key: str, amount: int = 1) -> int:
+        """Add `amount` to a shared counter (unset counts as 0); return the new value. Atomic, so
+        any number of processes may count into one key (regenerated prompts)."""
+
+    @abstractmethod
     def delete_value(self, key: str) -> None:
         """Unset a shared value (no error when unset)."""
 

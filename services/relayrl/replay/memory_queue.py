@@ -272,6 +272,12 @@ class MemoryReplayQueue(ReplayQueue):
         with self._cond:
             self._values[key] = value
 
+    def incr(self, key: str, amount: int = 1) -> int:
+        with self._cond:
+            value = int(self._values.get(key, "0")) + amount
+            self._values[key] = str(value)
+            return value
+
     def delete_value(self, key: str) -> None:
         with self._cond:
             self._values.pop(key, None)

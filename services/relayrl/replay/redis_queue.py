@@ -254,6 +254,9 @@ class RedisReplayQueue(ReplayQueue):
     def set_value(self, key: str, value: str) -> None:
         self._r.set(key, value)
 
+    def incr(self, key: str, amount: int = 1) -> int:
+        return int(self._r.incrby(key, amount))
+
     def delete_value(self, key: str) -> None:
         self._r.delete(key)
 

@@ -4,7 +4,8 @@ Two families. *Come back later* (`TransientError`, so `relayrl.retry.is_transien
 them): `Saturated` (too many samples in flight: gRPC RESOURCE_EXHAUSTED) and `Closed` (the
 service is shutting down: gRPC UNAVAILABLE); the service raises them, the gRPC server maps them
 to status codes and the gRPC client maps those codes back, so a caller holding either client sees
-the same exceptions. *The data is wrong* (`ValueError`s): `SpecError` (a code prompt's test spec)
+the same exceptions. *The data is wrong* (`ValueError`s): `Refused` (a
+group the service will not score, its prompt dead-lettered), `SpecError` (a code prompt's test spec)
 and `TaskError` (a SWE task directory or manifest); the verifiers score such a sample as an
 `infra_error` (the data's fault, never the model's) and the CLI prints the message.
 
@@ -23,6 +24,11 @@ class Saturated(TransientError):
 
 class Closed(TransientError):
     """The service is shutting down (gRPC UNAVAILABLE)."""
+
+
+class Refused(ValueError):
+    """The reward service will not score this group (an unknown or disabled kind, a task that does not
+    load); its prompt went to the dead-letter stream (gRPC INVALID_ARGUMENT)."""
 
 
 class SpecError(ValueError):

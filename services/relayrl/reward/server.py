@@ -23,7 +23,7 @@ from grpc_health.v1 import health, health_pb2
 from relayrl.config import RewardConfig, RunConfig
 from relayrl.replay.base import ReplayQueue
 from relayrl.reward.errors import Closed, Saturated
-from relayrl.reward.service import RewardService
+from relayrl.reward.service import DEFAULT_PROMPT_LEASE_S, RewardService
 from relayrl.rpc import start_server
 from relayrl.wire import reward_pb2, reward_pb2_grpc
 
@@ -77,10 +77,11 @@ class RewardServer:
 
 
 def serve(cfg: RewardConfig, queue: ReplayQueue, run: str, port: int = 0, host: str = "127.0.0.1",
-          max_in_flight: int = 1024, rpc_threads: int = 16) -> RewardServer:
+          max_in_flight: int = 1024, rpc_threads: int = 16, prompt_lease_s: float = DEFAULT_PROMPT_LEASE_S) -> RewardServer:
     """Build a `RewardService` for run `run` over `queue` and serve it on host:port (0: any free
-    port; read `.port`). Returns once the server is accepting calls."""
-    service = RewardService(cfg, queue, run, max_in_flight=max_in_flight)
+    port; read `.port`). `prompt_lease_s`: the run's `queue.lease_idle_s`.
+    Returns once the server is accepting calls."""
+    service = RewardService(cfg, queue, run, max_in_flight=max_in_flight, prompt_lease_s=prompt_lease_s)
     try:
         server, bound, health_servicer = start_server(
             port, [(reward_pb2_grpc.add_RewardServiceServicer_to_server, RewardServicer(service), SERVICE_NAME)],
@@ -108,7 +109,7 @@ def main(config_path: str | Path, port: int, redis_url: str | None = None,
     cfg = RunConfig.load(config_path)
     queue = make_queue(cfg.queue, url=redis_url)
     serve_metrics(metrics_port, host)
-    running = serve(cfg.reward, queue, cfg.run, port=port, host=host)
+    running = serve(cfg.reward, queue, cfg.run, port=port, host=host, prompt_lease_s=cfg.queue.lease_idle_s)
     log.info("reward service for run %r on %s (kinds: %s)", cfg.run, running.address,
              ", ".join(sorted(running.service.verifiers)))
     stop = threading.Event()

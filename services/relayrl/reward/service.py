@@ -8,6 +8,13 @@ the group (with `scores` filled) is appended to the scored-groups stream in the 
 that acknowledges the prompt the actor leased: kill the service at any moment and either both
 happened or neither did, in which case the prompt's lease expires and an actor regenerates it.
 
+While a group waits for its rewards the service keeps its prompt leased (`handoff`), so a slow
+reward is never generated twice. A group left with fewer than two scored samples (infrastructure
+errors: the learner could not train it) is not written: its prompt is released and generated
+again, up to `max_group_attempts` leases. A prompt the service refuses (an unknown or disabled
+kind, a task that does not load, infrastructure errors every time) is dead-lettered and `submit`
+raises `Refused`; the learner is told, so its admission counts the prompt as consumed.
+
 Bounded, per kind: each task kind has its own lane (a thread pool and a cap on samples accepted
 and not yet scored, `reward.lanes.<kind>`), so slow code jobs never hold up math samples. A
 submission that would overfill its lane, or more than `max_in_flight` unfinished groups, raises
@@ -28,11 +35,10 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from relayrl.config import LaneConfig, RewardConfig
-from relayrl.replay.base import AckRef, ReplayQueue
-from relayrl.replay.keys import StreamKeys
-from relayrl.retry import Backoff, is_transient
-from relayrl.reward.errors import Closed, Saturated
+from relayrl.config import LaneConfig, RedisQueue, RewardConfig
+from relayrl.replay.base import ReplayQueue
+from relayrl.reward.errors import Closed, Refused, Saturated
+from relayrl.reward.handoff import RETRIED, PromptHandoff
 from relayrl.reward.language import language_consistency
 from relayrl.reward.verifiers.base import Score, Verifier
 from relayrl.reward.verifiers.registry import create, kinds
@@ -53,8 +59,9 @@ LANE_PENDING = Gauge("relayrl_reward_lane_pending", "Samples accepted and not ye
 REJECTED = Counter("relayrl_reward_rejected_total", "Requests refused with RESOURCE_EXHAUSTED, by kind.", ["kind"])
 
 _ENTRY_ID = re.compile(r"^\d+(-\d+)?$")
-_PUT_ATTEMPTS = 6  # writing a scored group: 6 tries over about 6 s (0.2 s, doubling, up to 3.2 s)
-_PUT_FIRST_WAIT_S, _PUT_MAX_WAIT_S = 0.2, 3.2
+_MIN_SCORED = 2  # the learner trains a group only with two scored samples (learner.spec.valid_indices)
+DEFAULT_PROMPT_LEASE_S = RedisQueue().lease_idle_s
+"""`queue.lease_idle_s`'s default: the prompts' lease a service renews when it is not told the run's."""
 
 
 class _Lane:
@@ -77,10 +84,11 @@ class RewardService:
     """Scores groups of run `run` with a verifier per kind (`verifiers.registry`); thread-safe."""
 
     def __init__(self, cfg: RewardConfig, queue: ReplayQueue, run: str, max_in_flight: int = 1024,
-                 recent_size: int = 100_000) -> None:
+                 recent_size: int = 100_000, prompt_lease_s: float = DEFAULT_PROMPT_LEASE_S) -> None:
+        """`prompt_lease_s`: the prompts' lease (`queue.lease_idle_s`), renewed for groups in flight."""
         if max_in_flight < 1 or recent_size < 1:
             raise ValueError("max_in_flight and recent_size must be positive")
-        self.cfg, self.queue, self.keys = cfg, queue, StreamKeys(run)
+        self.cfg, self.queue = cfg, queue
         self.max_in_flight, self.recent_size = max_in_flight, recent_size
         self.verifiers: dict[str, Verifier] = {kind: create(kind, cfg) for kind in kinds()}
         for kind, verifier in self.verifiers.items():
@@ -92,6 +100,7 @@ class RewardService:
         self._recent: OrderedDict[str, None] = OrderedDict()  # bounded: ids written lately
         self._groups_scored = self._samples_scored = 0
         self._closed = self._abort = False
+        self._handoff = PromptHandoff(queue, run, prompt_lease_s)
         # Kinds in reward.slow_lane.kinds (SWE) are scored by reward workers off a Redis stream
         # (slow_lane.py); the service only enqueues their samples and collects the results.
         self._slow = None
@@ -103,21 +112,27 @@ class RewardService:
     # -- the API ------------------------------------------------------------------------------
     def submit(self, group: common_pb2.Group) -> bool:
         """Accept `group` for scoring; False when its id is in flight or was scored lately.
-        Raises ValueError for a malformed group, Saturated when too many are in flight."""
-        self._validate(group)
+        Raises ValueError for a malformed group (`Refused` once its prompt is dead-lettered),
+        Saturated when too many are in flight."""
+        if (reason := self._refusal(group)) is not None:
+            return self._refuse(group, reason)
         pending = _Pending(common_pb2.Group(), [None] * len(group.samples), len(group.samples))
         pending.group.CopyFrom(group)
         del pending.group.scores[:]
         with self._lock:
             if self._closed:
                 raise Closed("the reward service is shutting down")
-            if group.group_id in self._in_flight or group.group_id in self._recent:
+            held = self._in_flight.get(group.group_id)
+            if held is not None and held.group.prompt_entry_id == group.prompt_entry_id:
+                self._handoff.hold(group)  # the prompt was taken over by this actor: renew it for it now
+            if held is not None or group.group_id in self._recent:
                 return False
             if len(self._in_flight) >= self.max_in_flight:
                 REJECTED.labels(group.prompt.kind).inc()
                 raise Saturated(f"{len(self._in_flight)} groups in flight (max_in_flight={self.max_in_flight})")
             lane = self._admit(group.prompt.kind, len(group.samples))
             self._in_flight[group.group_id] = pending
+            self._handoff.hold(group)  # before any score can finish the group (and release it)
             IN_FLIGHT.inc()
         if self._slow is not None and group.prompt.kind in self._slow.kinds:
             # long kinds (SWE): one job per sample on the slow lane's stream; `_slow_result` records
@@ -160,13 +175,14 @@ class RewardService:
                 kinds=sorted(k for k, v in self.verifiers.items() if v.unavailable() is None))
 
     def failure(self) -> BaseException | None:
-        """The error that stopped a background loop of this service (the slow lane's result
-        listener or workers), or None; the server's process exits when there is one."""
-        return self._slow.failure() if self._slow is not None else None
+        """The error that stopped a background loop of this service (the prompt lease renewals,
+        the slow lane's result listener or workers), or None; the server's process exits then."""
+        return self._handoff.failure() or (self._slow.failure() if self._slow is not None else None)
 
     def close(self, drain: bool = True) -> None:
         """Stop accepting groups. With `drain`, finish and write every group in flight first;
-        without, abandon them (their prompts stay leased, so actors regenerate them)."""
+        without, abandon them (their prompts' leases, no longer renewed, expire and actors
+        regenerate them)."""
         with self._lock:
             self._closed = True
             self._abort = not drain
@@ -174,6 +190,7 @@ class RewardService:
             lane.threads.shutdown(wait=drain, cancel_futures=not drain)
         if self._slow is not None:  # slow-lane groups are not drained (minutes): their prompts are re-leased
             self._slow.close()
+        self._handoff.close()
         for verifier in self.verifiers.values():
             verifier.close()
 
@@ -197,20 +214,41 @@ class RewardService:
     def _unknown_kind(self, kind: str) -> str:
         return f"unknown task kind {kind!r} (this service scores: {', '.join(sorted(self.verifiers))})"
 
-    def _validate(self, group: common_pb2.Group) -> None:
+    def _refusal(self, group: common_pb2.Group) -> str | None:
+        """Why this service will not score `group`, or None. Raises ValueError when the group names
+        no prompt entry that could be dead-lettered (no id, or an entry id that is not one)."""
         if not group.group_id:
             raise ValueError("group.group_id is empty")
-        if not group.samples:
-            raise ValueError(f"group {group.group_id!r} has no samples")
-        if not group.HasField("prompt"):
-            raise ValueError(f"group {group.group_id!r} has no prompt")
-        if group.prompt.kind not in self.verifiers:
-            raise ValueError(f"group {group.group_id!r}: " + self._unknown_kind(group.prompt.kind))
-        if reason := self.verifiers[group.prompt.kind].unavailable():
-            raise ValueError(f"group {group.group_id!r}: task kind {group.prompt.kind!r} is disabled: {reason}")
         if group.prompt_entry_id and not _ENTRY_ID.match(group.prompt_entry_id):
             raise ValueError(f"group {group.group_id!r}: prompt_entry_id {group.prompt_entry_id!r} "
                              "is not a stream entry id")
+        if not group.samples:
+            return "the group has no samples"
+        if not group.HasField("prompt"):
+            return "the group has no prompt"
+        kind = group.prompt.kind
+        if kind not in self.verifiers:
+            return self._unknown_kind(kind)
+        if reason := self.verifiers[kind].unavailable():
+            return f"task kind {kind!r} is disabled: {reason}"
+        return self.verifiers[kind].refusal(group.prompt.reference)
+
+    def _refuse(self, group: common_pb2.Group, reason: str) -> bool:
+        """Dead-letter the prompt of a group this service will not score, then raise `Refused`
+        (plain ValueError for a group that names no leased prompt). False for a group already
+        refused or in flight (a resubmission)."""
+        message = f"group {group.group_id!r}: {reason}"
+        if not group.prompt_entry_id:
+            raise ValueError(message)
+        with self._lock:
+            if group.group_id in self._in_flight or group.group_id in self._recent:
+                return False
+            self._recent[group.group_id] = None
+        if not self._handoff.dead_letter(group, reason, self._abandoned):
+            with self._lock:
+                self._recent.pop(group.group_id, None)
+            raise Refused(f"{message} (dead-lettering it failed: its prompt will be re-leased)")
+        raise Refused(f"{message} (its prompt is dead-lettered)")
 
     def _score_once(self, kind: str, response: str, reference: str) -> Score:
         started = time.monotonic()
@@ -287,38 +325,36 @@ class RewardService:
             self._forget(group_id, written=False)
 
     def _finish(self, pending: _Pending) -> None:
+        """Write the complete group (a write that gives up leaves the prompt to be re-leased:
+        nothing is lost, and forgetting the id lets the regenerated group in), or, when too few
+        samples were scored, release its prompt to be generated again or dead-letter it."""
         group = pending.group
         group.scores.extend(score.to_proto() for score in pending.scores)
-        ack = (AckRef(self.keys.prompts, StreamKeys.ACTORS, group.prompt_entry_id)
-               if group.prompt_entry_id else None)
-        payload = group.SerializeToString()
-        backoff = Backoff(_PUT_FIRST_WAIT_S, _PUT_MAX_WAIT_S)
-        for attempt in range(1, _PUT_ATTEMPTS + 1):
-            if self._abort:
-                self._forget(group.group_id, written=False)
-                return
-            try:
-                self.queue.put(self.keys.groups, payload, ack=ack)
-                break
-            except Exception as exc:  # retry boundary: the queue may be briefly unreachable
-                if not is_transient(exc):
-                    raise  # a bug: `_score_sample` / `_slow_result` log it and forget the group
-                log.warning("writing scored group %s failed (attempt %d of %d): %s", group.group_id, attempt,
-                            _PUT_ATTEMPTS, exc)
-                if attempt < _PUT_ATTEMPTS:
-                    backoff.wait()
-        else:
-            # Nothing is lost: the prompt was not acknowledged, so its lease expires and an actor
-            # regenerates it; forgetting the id lets that new group in.
-            log.error("giving up on scored group %s; its prompt will be re-leased", group.group_id)
+        scored = sum(score.outcome != "infra_error" for score in pending.scores)
+        if scored >= _MIN_SCORED or not group.prompt_entry_id:
+            self._forget(group.group_id, written=self._handoff.write(group, self._abandoned))
+            return
+        errors = sorted({str(s.details.get("error", "")) for s in pending.scores if s.outcome == "infra_error"})
+        leases = max(1, group.prompt_deliveries)
+        if leases < self.cfg.max_group_attempts:
+            RETRIED.labels(group.prompt.kind).inc()
+            log.warning("group %s: %d of %d samples scored (lease %d of %d; %s): its prompt is released to be "
+                        "generated again", group.group_id, scored, len(group.samples), leases,
+                        self.cfg.max_group_attempts, "; ".join(errors)[:500])
             self._forget(group.group_id, written=False)
             return
-        self._forget(group.group_id, written=True)
+        reason = f"infrastructure errors in {leases} generations: {'; '.join(errors)[:1000]}"
+        self._forget(group.group_id, written=self._handoff.dead_letter(group, reason, self._abandoned))
+
+    def _abandoned(self) -> bool:
+        return self._abort
 
     def _forget(self, group_id: str, written: bool) -> None:
         with self._lock:
-            if self._in_flight.pop(group_id, None) is None:
+            pending = self._in_flight.pop(group_id, None)
+            if pending is None:
                 return
+            self._handoff.release(pending.group)
             IN_FLIGHT.dec()
             if written:
                 self._groups_scored += 1

@@ -75,17 +75,21 @@ class Score(_message.Message):
     def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., reward: _Optional[float] = ..., components: _Optional[_Mapping[str, float]] = ..., details: _Optional[str] = ..., duration_s: _Optional[float] = ...) -> None: ...
 
 class Group(_message.Message):
-    __slots__ = ("group_id", "prompt", "samples", "scores", "actor_id", "prompt_entry_id")
+    __slots__ = ("group_id", "prompt", "samples", "scores", "actor_id", "prompt_entry_id", "prompt_deliveries", "dead_letter")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     prompt: Prompt
     samples: _containers.RepeatedCompositeFieldContainer[Sample]
     scores: _containers.RepeatedCompositeFieldContainer[Score]
     actor_id: str
     prompt_entry_id: str
-    def __init__(self, group_id: _Optional[str] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[Score, _Mapping]]] = ..., actor_id: _Optional[str] = ..., prompt_entry_id: _Optional[str] = ...) -> None: ...
+    prompt_deliveries: int
+    dead_letter: str
+    def __init__(self, group_id: _Optional[str] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[Score, _Mapping]]] = ..., actor_id: _Optional[str] = ..., prompt_entry_id: _Optional[str] = ..., prompt_deliveries: _Optional[int] = ..., dead_letter: _Optional[str] = ...) -> None: ...

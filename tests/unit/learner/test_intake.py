@@ -65,7 +65,8 @@ def test_stale_and_infra_error_groups_are_dropped_counted_and_free_their_slots()
         make_group("unscored", [3, 3], [1.0]),                    # fewer scores than samples
         make_group("ok", [3, 3], [1.0, 0.0]))
     assert [g.group_id for _, g in intake.collect(version=3)] == ["ok"]
-    assert intake.counters.groups_dropped == {"stale": 1, "infra_error": 2, "duplicate": 0, "zero_variance": 0}
+    assert intake.counters.groups_dropped == {"stale": 1, "infra_error": 2, "duplicate": 0, "zero_variance": 0,
+                                              "dead_letter": 0}
     assert intake.dropped == {"stale": "stale", "one-left": "infra_error", "unscored": "infra_error"}
     assert intake.admission.consumed == 3 and intake.counters.max_version_lag == 2
     assert len(intake.to_ack) == 3  # acknowledged with the checkpoint that records the drops

@@ -81,6 +81,11 @@ class Verifier(ABC):
     def score(self, response: str, reference: str) -> Score:
         """Judge `response` against `reference` (a gold answer, a test spec)."""
 
+    def refusal(self, reference: str) -> str | None:
+        """Why no response to a prompt with this `reference` can be scored (a data error: e.g. the
+        task it names does not load), or None. The reward service dead-letters such prompts."""
+        return None
+
     def close(self) -> None:
         """Release worker processes and other resources."""
 

@@ -76,6 +76,13 @@ class SweVerifier(SandboxedVerifier):
             return self._fail(task, "the response contains no patch (a unified diff)")
         return self.score_patch(task, patch)
 
+    def refusal(self, reference: str) -> str | None:
+        try:
+            self.task(reference)
+        except TaskError as exc:
+            return f"bad SWE task: {exc}"
+        return None
+
     def task(self, reference: str) -> SweTask:
         """The task a reference names (loaded once per directory)."""
         ref = reference.strip()

@@ -1,0 +1,1 @@
+"""Retrying what fails for a while."""

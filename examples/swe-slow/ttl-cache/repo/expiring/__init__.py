@@ -1,0 +1,1 @@
+"""Caches whose entries expire."""

@@ -1,0 +1,1 @@
+"""Noticing when something stops."""
