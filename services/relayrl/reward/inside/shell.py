@@ -46,6 +46,28 @@ def cut(text, limit):
     return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[len(text) - half:]}", True
 
 
+class Output:
+    """A command's output as its head and its tail (however much it writes), cut to `limit`."""
+
+    def __init__(self, limit):
+        self.limit, self.keep = limit, 2 * limit + 64
+        self.head, self.tail, self.total = bytearray(), bytearray(), 0
+
+    def add(self, chunk):
+        self.total += len(chunk)
+        take = max(0, self.keep - len(self.head))
+        self.head += chunk[:take]
+        self.tail += chunk[take:]
+        del self.tail[:max(0, len(self.tail) - self.keep)]
+
+    def text(self):
+        if self.total == len(self.head) + len(self.tail):
+            return cut((self.head + self.tail).decode(errors="replace"), self.limit)
+        half = self.limit // 2
+        head, tail = self.head.decode(errors="replace")[:half], self.tail.decode(errors="replace")[-half:]
+        return f"{head}\n[... {self.total - len(head) - len(tail)} bytes cut ...]\n{tail}", True
+
+
 def reap_all():
     """Kill every other process of the namespace (this is pid 1) and reap them."""
     if os.getpid() == 1:
@@ -87,7 +109,7 @@ def run_bash(req):
     timeout, limit = float(req["timeout_s"]), int(req["max_output"])
     proc = subprocess.Popen(["/bin/bash", "-c", str(req["command"])], cwd=WORK, env=ENV, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    fd, out, kept = proc.stdout.fileno(), bytearray(), 4 * limit + 1024
+    fd, out = proc.stdout.fileno(), Output(limit)
     os.set_blocking(fd, False)
     sel = selectors.DefaultSelector()
     sel.register(fd, selectors.EVENT_READ)
@@ -106,16 +128,20 @@ def run_bash(req):
         chunk = os.read(fd, 65536)
         if not chunk:
             break
-        if len(out) < kept:
-            out += chunk[:kept - len(out)]
+        out.add(chunk)
     sel.close()
+    if not timed_out:  # its output is closed; it may not have exited yet (or closed stdout and went on)
+        try:
+            proc.wait(timeout=max(0.0, timeout - (time.monotonic() - started)))
+        except subprocess.TimeoutExpired:
+            timed_out = True
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     code = proc.wait()
     proc.stdout.close()
     reap_all()
-    text, truncated = cut(out.decode(errors="replace"), limit)
-    return {"exit_code": None if timed_out else code, "output": text, "truncated": truncated or len(out) >= kept,
+    text, truncated = out.text()
+    return {"exit_code": None if timed_out else code, "output": text, "truncated": truncated,
             "timed_out": timed_out, "duration_s": round(time.monotonic() - started, 4)}
 
 
