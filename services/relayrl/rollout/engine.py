@@ -185,10 +185,10 @@ class TransformersEngine(Engine):
                 for i in range(n):
                     if done[i] or newly[i]:
                         continue
-                    if t + 1 >= budgets[i]:
-                        newly[i] = True
-                    elif stop and self._stopped(out_tokens[i, :t + 1].tolist(), stop):
+                    if stop and self._stopped(out_tokens[i, :t + 1].tolist(), stop):
                         newly[i] = stopped_at[i] = True
+                    elif t + 1 >= budgets[i]:
+                        newly[i] = True
                 lengths[newly] = t + 1
                 done |= newly
                 step_ids = tok[:, None]
