@@ -108,15 +108,16 @@ class EpisodeStats:
     infra_retries: int = 0
     tool_calls: Tally = field(default_factory=Tally)
     """(tool, outcome) -> calls."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Held to read the totals consistently."""
 
     def add(self, **changes) -> None:
-        with self._lock:
+        with self.lock:
             for name, value in changes.items():
                 setattr(self, name, getattr(self, name) + value)
 
     def call(self, obs: Observation) -> None:
-        with self._lock:
+        with self.lock:
             self.tool_calls[(obs.tool, obs.outcome)] += 1
 
 
