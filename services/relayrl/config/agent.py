@@ -48,7 +48,7 @@ class AgentConfig(Section):
     max_attempts: int = Field(2, ge=1)
     """Tries of an episode that ends in an infrastructure error (its sandbox failed before the model ran a command) before its sample is marked infra_error (never trained on as a zero)."""
     warm_workspaces: int = Field(2, ge=0)
-    """Workspaces each actor keeps prepared per task it works on (sandbox started, repository extracted), so an episode does not wait for one; 0: prepare each when its episode starts."""
+    """Workspaces each actor keeps prepared (sandbox started, repository extracted) for each of the 8 tasks it worked on last, so their next episodes do not wait for one; 0: prepare each when its episode starts."""
 
     @field_validator("tools")
     @classmethod

@@ -170,9 +170,12 @@ class EpisodeRunner:
     @classmethod
     def create(cls, cfg: RunConfig, engine: Engine, lock=None, follow=None) -> EpisodeRunner:
         """A runner with its own warm pool, its sandboxes limited as SWE jobs (`reward.swe.limits`)."""
-        from relayrl.reward.sandbox import Sandbox
+        from relayrl.reward.sandbox import Sandbox, SandboxUnavailable
 
         sandbox = Sandbox(cfg.reward.sandbox.with_limits(cfg.reward.swe.limits))
+        if sandbox.mode == "unavailable":  # at start-up, not as an infrastructure error in every episode
+            raise SandboxUnavailable("task.agent runs every episode in the sandbox, and bubblewrap (bwrap) is not "
+                                     "installed (reward.sandbox.allow_weak: true runs it without namespaces)")
         pool = WorkspacePool(sandbox, cfg.reward.sandbox.python, cfg.task.agent.warm_workspaces)
         return cls(cfg, engine, pool, lock, follow)
 

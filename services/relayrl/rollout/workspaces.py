@@ -8,11 +8,16 @@ ones; the spares of an older task are closed), and refills a task's spares in th
 time one is taken, so the next episode of that task (the rest of its group, or its next prompt)
 finds one ready instead of waiting (`relayrl_agent_workspace_wait_seconds{warm}` shows both).
 
-Every sandbox is started by the pool's one spawner thread, which lives as long as the pool: the
-sandbox's parent-death signal (bubblewrap's `--die-with-parent`) follows the thread that started
-it, so a sandbox started by a short-lived thread would die with that thread, while one started
-here dies only with the process (an actor killed mid-episode leaves nothing running). Sessions
-given out are the caller's to close; `close` ends the spares and the thread.
+Every sandbox is started by one of the pool's spawner threads (`spawners`, preparing in parallel),
+which live as long as the pool: the sandbox's parent-death signal (bubblewrap's
+`--die-with-parent`) follows the thread that started it, so a sandbox started by a short-lived
+thread would die with that thread, while one started here dies only with the process (an actor
+killed mid-episode leaves nothing running). Episodes waiting for a workspace go before spares.
+Sessions given out are the caller's to close; `close` ends the spares and the threads.
+
+The spares are per task: they serve the episodes of a task the actor has worked on lately (its
+next prompt, the next epoch's); the first episodes of a task new to the actor wait for a
+preparation.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ SLOT_BASE = 2000
 class WorkspacePool:
     """Prepared sessions per task; thread-safe."""
 
-    def __init__(self, sandbox: Sandbox, python: str, warm: int, max_tasks: int = 8,
+    def __init__(self, sandbox: Sandbox, python: str, warm: int, max_tasks: int = 8, spawners: int = 2,
                  prepare_timeout_s: float = 60.0) -> None:
         self.sandbox, self.python, self.warm, self.max_tasks = sandbox, python, warm, max_tasks
         self.prepare_timeout_s = prepare_timeout_s
@@ -60,8 +65,10 @@ class WorkspacePool:
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
         self._closed = False
-        self._thread = threading.Thread(target=self._spawner, name="workspace-spawner", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._spawner, name=f"workspace-spawner-{i}", daemon=True)
+                         for i in range(spawners)]
+        for thread in self._threads:
+            thread.start()
 
     def acquire(self, task: SweTask) -> SandboxSession:
         """A session with `task`'s repository ready (a warm spare, else one prepared now); the
@@ -103,8 +110,14 @@ class WorkspacePool:
             self._closed = True
             spares = [s for q in self._spares.values() for s in q]
             self._spares.clear()
-        self._jobs.put((-1, next(self._order), None, None))
-        self._thread.join(timeout=30)
+        for _ in self._threads:
+            self._jobs.put((-1, next(self._order), None, None))
+        for thread in self._threads:
+            thread.join(timeout=30)
+        while not self._jobs.empty():  # episodes still waiting are told the pool is closing
+            waiting = self._jobs.get()[3]
+            if waiting is not None:
+                waiting.set_exception(SessionError("the workspace pool is closing", infra=True))
         for session in spares:
             self.release(session)
 
@@ -150,11 +163,7 @@ class WorkspacePool:
     def _spawner(self) -> None:
         while True:
             _, _, task, future = self._jobs.get()
-            if task is None:  # closing: episodes still waiting are told so
-                while not self._jobs.empty():
-                    waiting = self._jobs.get()[3]
-                    if waiting is not None:
-                        waiting.set_exception(SessionError("the workspace pool is closing", infra=True))
+            if task is None:  # closing
                 return
             if future is not None:  # an episode waits for it
                 try:

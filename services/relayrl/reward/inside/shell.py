@@ -1,9 +1,10 @@
 """The episode's workspace server inside the sandbox: one per agent episode, alive across its tool calls.
 
 Started as pid 1 of the sandbox's pid namespace (so nothing the model runs can signal it) with
-`shell.py REPLY_FD REPO_TAR`, it extracts the task's repository snapshot into `/tmp/repo`, records
-that state as a git commit kept outside the repository (`/tmp/.base.git`, so the model's
-`ls -a` shows no `.git` it did not have), says it is ready, and then serves one request per line
+`shell.py REPLY_FD REPO_TAR`, it extracts the task's repository snapshot into `/tmp/repo` (under
+`$TMPDIR`: the job's private directory in the sandbox's weak mode), records that state as a git
+commit kept outside the repository (`/tmp/.base.git`, so the model's `ls -a` shows no `.git` it
+did not have), says it is ready, and then serves one request per line
 of stdin, one JSON reply per line on the reply pipe (which only it holds: it is non-dumpable and
 the pipe is closed in every process it starts). Stdlib only; run by the sandbox's interpreter.
 
@@ -13,7 +14,9 @@ line numbers, or a directory listing), `create` (write a file), `str_replace` (r
 occurrence), `diff` (the repository against its snapshot, as `git diff --binary`), `ping`. A
 request the model got wrong (no such file, an ambiguous replacement) is a reply with `error`;
 the server never stops on one. After every command every other process in the namespace is
-killed and reaped, so nothing a command starts outlives it or runs while the server works.
+killed and reaped, so nothing a command starts outlives it or runs while the server works (in
+the weak mode, without a pid namespace, only the command's session is killed; the job's cgroup
+when the session closes).
 File requests resolve paths inside `/tmp/repo` only and refuse anything else (`/proc` tricks).
 """
 
@@ -27,10 +30,11 @@ import sys
 import tarfile
 import time
 
-WORK = "/tmp/repo"
-GIT_DIR = "/tmp/.base.git"
+BASE = os.environ.get("TMPDIR") or "/tmp"  # /tmp under bubblewrap; the job's private directory in weak mode
+WORK = os.path.join(BASE, "repo")
+GIT_DIR = os.path.join(BASE, ".base.git")
 EXCLUDE = "__pycache__/\n*.pyc\n.pytest_cache/\n"
-ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1",
+ENV = {"PATH": "/usr/bin:/bin", "HOME": BASE, "LANG": "C.UTF-8", "TMPDIR": BASE, "PYTHONDONTWRITEBYTECODE": "1",
        "PYTHONHASHSEED": "0", "TERM": "dumb", "PAGER": "cat", "GIT_PAGER": "cat"}
 GIT_ENV = {**ENV, "GIT_DIR": GIT_DIR, "GIT_WORK_TREE": WORK, "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CEILING_DIRECTORIES": "/"}
