@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 
@@ -21,3 +22,13 @@ def sandbox_processes() -> list[tuple[int, str]]:
         if "/sandbox/shell.py" in cmdline and "zombie" not in state:
             found.append((int(proc.name), cmdline.strip()))
     return found
+
+
+def wait_for(predicate, timeout_s: float = 20.0) -> bool:
+    """Poll `predicate` until it holds or `timeout_s` passes; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())

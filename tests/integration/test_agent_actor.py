@@ -37,7 +37,7 @@ from relayrl.rollout.engine import TransformersEngine
 from relayrl.rollout.server import serve as serve_actor
 from relayrl.weights.source import GrpcWeightSource
 from relayrl.wire import common_pb2
-from tests.integration.agent_helpers import sandbox_processes
+from tests.integration.agent_helpers import sandbox_processes, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ["roman-numerals", "leap-years"]
@@ -97,7 +97,7 @@ def test_an_actor_plays_episodes_the_reward_service_grades_them_and_the_gateway_
         server.stop(0)
         actor.close()
         reward.stop(grace=0)
-    assert wait_until(lambda: sandbox_processes() == []), sandbox_processes()
+    assert wait_for(lambda: sandbox_processes() == []), sandbox_processes()
     assert sorted(g.group_id for g in groups) == [f"{cfg.run}-p0", f"{cfg.run}-p1"]
     for g in groups:
         for s, score in zip(g.samples, g.scores):
@@ -113,15 +113,6 @@ def test_an_actor_plays_episodes_the_reward_service_grades_them_and_the_gateway_
     assert versions["actors"][0]["agent"]["episodes"] == 4
 
 
-def wait_until(predicate, timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_an_actor_killed_mid_episode_leaves_nothing_and_loses_nothing(redis_url, ascii_model, tmp_path):
     cfg = config(redis_url, "agent-kill", max_turns=200, max_turn_tokens=16)
     path = tmp_path / "run.yaml"
@@ -135,11 +126,11 @@ def test_an_actor_killed_mid_episode_leaves_nothing_and_loses_nothing(redis_url,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # mid-episode: its four episodes' workspaces are up and their turns are being generated
-        assert wait_until(lambda: len(sandbox_processes()) >= 4, 60), doomed.stderr.read1().decode()[-2000:]
+        assert wait_for(lambda: len(sandbox_processes()) >= 4, 60), doomed.stderr.read1().decode()[-2000:]
         time.sleep(2.0)
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=10)
-        assert wait_until(lambda: sandbox_processes() == []), f"sandboxes outlived the actor: {sandbox_processes()}"
+        assert wait_for(lambda: sandbox_processes() == []), f"sandboxes outlived the actor: {sandbox_processes()}"
         assert redis.Redis.from_url(redis_url).xlen(StreamKeys(cfg.run).groups) == 0  # it submitted nothing
         survivor = Actor(config(redis_url, "agent-kill"), "survivor", TransformersEngine(str(ascii_model)),
                          RedisReplayQueue(redis_url), GrpcWeightSource("127.0.0.1:1"), GrpcRewardClient(reward.address))
@@ -156,4 +147,4 @@ def test_an_actor_killed_mid_episode_leaves_nothing_and_loses_nothing(redis_url,
         reward.stop(grace=0)
     assert sorted(g.group_id for g in groups) == [f"{cfg.run}-p0", f"{cfg.run}-p1"]  # each once
     assert all(g.prompt_deliveries == 2 and g.actor_id == "survivor" for g in groups)
-    assert wait_until(lambda: sandbox_processes() == []), sandbox_processes()
+    assert wait_for(lambda: sandbox_processes() == []), sandbox_processes()

@@ -19,7 +19,7 @@ from relayrl.config import RewardConfig
 from relayrl.reward.sandbox import Sandbox
 from relayrl.reward.swe.task import load_task
 from relayrl.rollout.workspaces import WAIT, WorkspacePool
-from tests.integration.agent_helpers import sandbox_processes
+from tests.integration.agent_helpers import sandbox_processes, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = load_task(ROOT / "examples" / "swe-mini" / "roman-numerals")
@@ -28,15 +28,6 @@ TASK = load_task(ROOT / "examples" / "swe-mini" / "roman-numerals")
 def make_pool(warm: int) -> WorkspacePool:
     cfg = RewardConfig()
     return WorkspacePool(Sandbox(cfg.sandbox.with_limits(cfg.swe.limits)), cfg.sandbox.python, warm)
-
-
-def wait_for(predicate, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def waits(warm: str) -> float:
