@@ -17,9 +17,11 @@ import pytest
 
 from relayrl.config import RunConfig, TinyModelConfig
 from relayrl.model.tiny import init_tiny
+from relayrl.reward.sandbox import Sandbox
 from relayrl.rollout.engine import Completion, TransformersEngine
 from relayrl.rollout.episode import EpisodeRunner
 from relayrl.rollout.tools import PLAIN
+from relayrl.rollout.workspaces import WorkspacePool
 from relayrl.wire import common_pb2
 from tests.integration.agent_helpers import sandbox_processes
 
@@ -154,3 +156,41 @@ def test_a_task_that_does_not_load_is_flagged_for_every_episode(ascii_model, tmp
     finally:
         runner.close()
     assert [c.infra_error.split(":")[0] for c in group] == ["bad SWE task"] * 2
+
+
+def test_an_episode_spans_weight_versions_with_the_real_engine(ascii_model):
+    """The tiny model's own sampling (a random model: every turn a malformed call, answered by an
+    error observation); a new version is loaded before the second turn, as the actor's weight
+    following does: each turn's tokens carry the version that sampled them."""
+    engine = TransformersEngine(str(ascii_model))
+    state = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    loads = []
+
+    def follow():  # the actor's follow_weights: the learner announced version 7 after the first turn
+        if len(loads) == 1:
+            engine.load_weights(state, 7)
+        loads.append(engine.version)
+
+    cfg = config(max_turns=3, max_turn_tokens=12)
+    pool = WorkspacePool(Sandbox(cfg.reward.sandbox.with_limits(cfg.reward.swe.limits)), cfg.reward.sandbox.python, 0)
+    runner = EpisodeRunner(cfg, engine, pool, follow=follow)
+    try:
+        group = runner.run([prompt()])[0]
+    finally:
+        runner.close()
+    assert loads == [0, 7, 7]
+    for c in group:
+        assert (c.finish_reason, c.turns) == ("max_turns", 3)
+        turns, k = [], 0
+        while k < len(c.loss_mask):  # the stream's runs of model tokens and of observation tokens
+            j = k
+            while j < len(c.loss_mask) and c.loss_mask[j] == c.loss_mask[k]:
+                j += 1
+            turns.append((c.loss_mask[k], set(c.versions[k:j]), c.logprobs[k:j]))
+            k = j
+        assert [(m, v) for m, v, _ in turns] == [(1, {0}), (0, {0}), (1, {7}), (0, {7}), (1, {7})]
+        assert all(lp < 0 for m, _, lps in turns if m for lp in lps)
+        assert all(lp == 0 for m, _, lps in turns if not m for lp in lps)
+        text = engine.tokenizer.decode(c.token_ids)
+        assert text.count("error: ") == 2
+    assert sandbox_processes() == []
