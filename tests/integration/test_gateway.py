@@ -112,7 +112,7 @@ def test_every_endpoint_but_health_needs_the_token(world):
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             r = client.post("/v1/admission/pause", headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-            for path in ("/v1/status", "/v1/versions", "/v1/queues", "/v1/rewards", "/v1/admission", "/"):
+            for path in ("/v1/status", "/v1/versions", "/v1/queues", "/v1/rewards", "/v1/admission", "/v1/agent", "/"):
                 assert client.get(path, headers=headers).status_code == 401, path
         assert client.get("/v1/admission", headers=AUTH).json() == {"paused": False}
         assert client.get("/", params={"token": TOKEN}).status_code == 200  # a browser passes it in the URL

@@ -7,6 +7,7 @@ grouped in sections, one module each (`model`, `task`, `queue`, `rollout`, `rewa
 that moved (`moved`). Stream key names live with the queue (`relayrl.replay.keys`).
 """
 
+from relayrl.config.agent import AgentConfig
 from relayrl.config.errors import ConfigError
 from relayrl.config.learner import CheckpointConfig, LearnerConfig, LossConfig, OptimConfig, PublishConfig
 from relayrl.config.model import ModelConfig, TinyModelConfig
@@ -34,7 +35,7 @@ from relayrl.config.sandbox import SandboxConfig, SandboxLimits
 from relayrl.config.task import ChatExample, TaskConfig
 
 __all__ = [
-    "ChatExample", "CheckpointConfig", "CodeConfig", "ConfigError", "EngineConfig", "LaneConfig", "LanesConfig",
+    "AgentConfig", "ChatExample", "CheckpointConfig", "CodeConfig", "ConfigError", "EngineConfig", "LaneConfig", "LanesConfig",
     "LatencyEmulation", "LearnerConfig", "LossConfig", "MemoryQueue", "ModelConfig", "OptimConfig", "PublishConfig",
     "QueueConfig", "RayConfig", "RedisQueue", "RewardConfig", "RewardWeights", "RolloutConfig", "RunConfig",
     "SamplingConfig", "SandboxConfig", "SandboxLimits", "SlowLaneConfig", "SweConfig", "TaskConfig",

@@ -28,7 +28,7 @@ def _submodels(annotation: Any) -> list[type[BaseModel]]:
             out.append(a)
         else:
             out += [b for b in get_args(a) if isinstance(b, type) and issubclass(b, BaseModel)]
-    return out
+    return list(dict.fromkeys(out))  # once each: `Section | None` names its model twice above
 
 
 def _walk(root: type[BaseModel], loc: tuple) -> tuple[str, type[BaseModel] | None]:

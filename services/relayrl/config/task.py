@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from relayrl.config.agent import AgentConfig
 from relayrl.config.base import Section
 
 Kind = Literal["math", "code", "swe"]
@@ -150,6 +151,8 @@ class TaskConfig(Section):
     """System message of the chat (chat only); null: the template's default (or the row's own)."""
     examples: list[ChatExample] = []
     """Worked examples put before the question as earlier chat turns (chat only)."""
+    agent: AgentConfig | None = None
+    """SWE rows as multi-turn agent episodes (tools in a sandbox per episode, graded on the final diff); null: one completion with a diff."""
 
     @model_validator(mode="after")
     def _chat_fields(self) -> TaskConfig:

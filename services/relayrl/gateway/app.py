@@ -118,6 +118,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return {"published": published, "learner": learner["version"] if learner else None, "actors": actors,
                 "max_lag": lag}
 
+    @app.get("/v1/agent", response_model=models.AgentStatus | None, **guarded, tags=["run"])
+    def agent() -> dict | None:
+        """Agent episodes over the configured actors: in flight, turns and wall time per episode, tool
+        calls by tool and outcome, tool errors; null when no answering actor runs agent episodes."""
+        return state.agent_status()
+
     @app.get("/v1/queues", response_model=dict[str, models.QueueDepth], **guarded, tags=["run"])
     def queues() -> dict:
         """Depth of every stream of the run: prompts, scored groups, slow-lane jobs, dead letters."""

@@ -45,6 +45,20 @@ class RewardServiceStatus(BaseModel):
     kinds: list[str] = Field(description="Task kinds the service has verifiers for.")
 
 
+class AgentStatus(BaseModel):
+    """Agent episodes (SWE rows under task.agent): one actor's since it started, or all actors' summed."""
+
+    episodes_in_flight: int = Field(description="Episodes running now.")
+    episodes: int = Field(description="Episode attempts finished (one ended by an infrastructure error counts, and runs again).")
+    turns_per_episode: float | None = Field(description="Mean model turns of a finished episode; null before the first.")
+    episode_seconds: float | None = Field(description="Mean wall time of a finished episode; null before the first.")
+    tool_calls: dict[str, dict[str, int]] = Field(
+        description="Tool calls by tool, then outcome (ok; error: the call failed; timeout: killed at its deadline; "
+                    "malformed: no well-formed call, tool `none`).")
+    tool_errors: int = Field(description="Tool calls whose outcome was not ok.")
+    infra_retries: int = Field(description="Episodes run again after an infrastructure error.")
+
+
 class ActorStatus(BaseModel):
     """One configured actor's GetStatus; the fields are null while it does not answer."""
 
@@ -54,6 +68,7 @@ class ActorStatus(BaseModel):
     version: int | None = Field(None, description="Policy version the actor serves.")
     groups_generated: int | None = None
     tokens_generated: int | None = None
+    agent: AgentStatus | None = Field(None, description="Its agent episodes; null when it runs none or does not answer.")
 
 
 class ActorConsumer(BaseModel):

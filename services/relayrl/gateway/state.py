@@ -136,14 +136,39 @@ class RunState:
         return {"groups_in_flight": s.groups_in_flight, "groups_scored": s.groups_scored,
                 "samples_scored": s.samples_scored, "kinds": list(s.kinds)}
 
+    def agent_status(self) -> dict | None:
+        """The configured actors' agent episodes, summed; None when no answering actor runs any."""
+        found = []
+        for address in self.settings.actors:
+            s = self._call(address, rollout_pb2_grpc.RolloutServiceStub, "GetStatus", rollout_pb2.RolloutStatusRequest())
+            if s is not None and s.HasField("agent"):
+                found.append(s.agent)
+        return agent_summary(found) if found else None
+
     def actor_statuses(self) -> list[dict]:
         out = []
         for address in self.settings.actors:
             s = self._call(address, rollout_pb2_grpc.RolloutServiceStub, "GetStatus", rollout_pb2.RolloutStatusRequest())
             out.append({"address": address, "available": s is not None, "actor_id": s.actor_id if s else None,
                         "version": s.version if s else None, "groups_generated": s.groups_generated if s else None,
-                        "tokens_generated": s.tokens_generated if s else None})
+                        "tokens_generated": s.tokens_generated if s else None,
+                        "agent": agent_summary([s.agent]) if s is not None and s.HasField("agent") else None})
         return out
+
+
+def agent_summary(statuses: list[rollout_pb2.AgentStatus]) -> dict:
+    """Actors' agent episode counters, summed, with means per finished episode."""
+    calls: dict[str, dict[str, int]] = defaultdict(dict)
+    for s in statuses:
+        for key, n in s.tool_calls.items():
+            tool, _, outcome = key.partition("/")
+            calls[tool][outcome] = calls[tool].get(outcome, 0) + n
+    episodes = sum(s.episodes for s in statuses)
+    return {"episodes_in_flight": sum(s.episodes_in_flight for s in statuses), "episodes": episodes,
+            "turns_per_episode": sum(s.turns for s in statuses) / episodes if episodes else None,
+            "episode_seconds": sum(s.episode_seconds for s in statuses) / episodes if episodes else None,
+            "tool_calls": dict(calls), "infra_retries": sum(s.infra_retries for s in statuses),
+            "tool_errors": sum(n for by in calls.values() for o, n in by.items() if o != "ok")}
 
 
 def _summary(values: list[float]) -> dict:

@@ -64,6 +64,12 @@ def overlong_penalty(length: int, max_len: int, buffer: int, penalty: float = 1.
     return -penalty
 
 
+def model_tokens(sample: common_pb2.Sample) -> int:
+    """Completion tokens the model produced (an agent episode's observation tokens excluded): what
+    the loss is over, and the length DAPO's overlong shaping judges."""
+    return sum(sample.loss_mask) if len(sample.loss_mask) else len(sample.completion_token_ids)
+
+
 def zero_variance(rewards: list[float]) -> bool:
     """True when every reward of a group is equal: its advantages are all zero."""
     return len(rewards) < 2 or max(rewards) - min(rewards) == 0
@@ -78,6 +84,6 @@ def shaped_rewards(group: common_pb2.Group, spec: AlgoSpec) -> tuple[list[int], 
     """(valid sample indices, their rewards, rewards plus overlong shaping)."""
     keep = valid_indices(group)
     raw = [group.scores[i].reward for i in keep]
-    shaped = [r + overlong_penalty(len(group.samples[i].completion_token_ids), spec.max_len, spec.overlong_buffer,
+    shaped = [r + overlong_penalty(model_tokens(group.samples[i]), spec.max_len, spec.overlong_buffer,
                                    spec.overlong_penalty) for r, i in zip(raw, keep)]
     return keep, raw, shaped

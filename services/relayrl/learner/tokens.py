@@ -26,22 +26,29 @@ class TokenBatch:
     behaviour_logprobs: torch.Tensor  # [N, L-1], aligned with targets
 
 
-def build_batch(rows: list[tuple[list[int], list[int], list[float]]], pad_id: int) -> TokenBatch:
-    """rows of (prompt ids, completion ids, behaviour logprobs) -> aligned tensors."""
-    width = max(len(p) + len(c) for p, c, _ in rows)
+def build_batch(rows: list[tuple], pad_id: int) -> TokenBatch:
+    """rows of (prompt ids, completion ids, behaviour logprobs[, loss mask]) -> aligned tensors.
+
+    The optional fourth item is an agent episode's per-token loss mask (1: a model token, 0: an
+    observation token, which is then no target of the loss); absent or empty: every completion
+    token is the model's."""
+    width = max(len(r[0]) + len(r[1]) for r in rows)
     n = len(rows)
     ids = torch.full((n, width), pad_id, dtype=torch.long)
     attn = torch.zeros(n, width, dtype=torch.long)
     mask = torch.zeros(n, width - 1)
     old = torch.zeros(n, width - 1)
-    for i, (prompt, completion, logps) in enumerate(rows):
+    for i, (prompt, completion, logps, *rest) in enumerate(rows):
         if len(logps) != len(completion):
             raise ValueError(f"row {i}: {len(completion)} tokens but {len(logps)} logprobs")
+        loss_mask = rest[0] if rest and len(rest[0]) else [1] * len(completion)
+        if len(loss_mask) != len(completion):
+            raise ValueError(f"row {i}: {len(completion)} tokens but a loss mask of {len(loss_mask)}")
         seq = prompt + completion
         ids[i, :len(seq)] = torch.tensor(seq)
         attn[i, :len(seq)] = 1
         start = len(prompt) - 1  # logits at position t predict token t + 1
-        mask[i, start:start + len(completion)] = 1
+        mask[i, start:start + len(completion)] = torch.tensor(loss_mask, dtype=mask.dtype)
         old[i, start:start + len(completion)] = torch.tensor(logps)
     return TokenBatch(ids, attn, ids[:, 1:], mask, old)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from relayrl.learner.algorithms import advantages, masked_mean, offpolicy_sums, policy_loss
-from relayrl.learner.spec import AlgoSpec, shaped_rewards
+from relayrl.learner.spec import AlgoSpec, model_tokens, shaped_rewards
 from relayrl.learner.stats import StepStats
 from relayrl.learner.tokens import TokenBatch, build_batch, token_logprobs
 from relayrl.wire import common_pb2
@@ -27,7 +27,8 @@ from relayrl.wire import common_pb2
 class Rows:
     """The trainable rows of a batch of groups."""
 
-    rows: list[tuple[list[int], list[int], list[float]]] = field(default_factory=list)
+    rows: list[tuple[list[int], list[int], list[float], list[int]]] = field(default_factory=list)
+    """(prompt ids, completion ids, behaviour logprobs, loss mask: empty for a single completion)."""
     advantages: list[float] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     shaped: list[float] = field(default_factory=list)
@@ -47,8 +48,9 @@ def prepare(groups: list[common_pb2.Group], spec: AlgoSpec) -> Rows:
             for name, value in g.scores[i].components.items():
                 out.components.setdefault(name, []).append(value)
             s = g.samples[i]
-            out.rows.append((list(s.prompt_token_ids), list(s.completion_token_ids), list(s.logprobs)))
-            out.lengths.append(len(s.completion_token_ids))
+            out.rows.append((list(s.prompt_token_ids), list(s.completion_token_ids), list(s.logprobs),
+                             list(s.loss_mask)))
+            out.lengths.append(model_tokens(s))  # the tokens the loss is over (an episode's observations excluded)
     return out
 
 

@@ -118,6 +118,55 @@ def _read_fd(fd: int, deadline: float) -> bytes:
     return data
 
 
+class SandboxStartError(RuntimeError):
+    """The sandbox did not start (an infrastructure error); `stderr` is bwrap's."""
+
+    def __init__(self, message: str, stderr: bytes = b"") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+@dataclass
+class Started:
+    """A sandboxed process that is running (`Sandbox.start`): its pipes, its init and cgroup."""
+
+    proc: subprocess.Popen | None
+    child: int
+    """The pid of the job's init (bwrap's sandbox child; the process itself in weak mode)."""
+    cgroup: object | None
+    verdict_r: int
+    """Read end of the verdict pipe (-1: none); `close` closes it."""
+    started: float
+    opened: list[int]
+    workdir: Path | None
+
+    def kill(self) -> None:
+        """Kill every process of the job (its pid namespace and its cgroup)."""
+        if self.child:
+            _kill_tree(self.child, self.cgroup)
+
+    def close(self) -> None:
+        """Kill what is left of the job and free its pipes, cgroup and files (idempotent)."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None and not pipe.closed:
+                    pipe.close()
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+            self.cgroup.remove()
+            self.cgroup = None
+        for fd in [*self.opened, *([self.verdict_r] if self.verdict_r >= 0 else [])]:
+            os.close(fd)
+        self.opened, self.verdict_r = [], -1
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
 class Sandbox:
     """Runs commands under the layers above; thread-safe, `slot` picks the job's uid."""
 
@@ -215,6 +264,21 @@ class Sandbox:
         """Run `argv` in a fresh sandbox with `stdin`, the read-only `files` ({"/sandbox/x": data})
         and a verdict pipe (its fd number replaces "{verdict_fd}" in `argv`); the whole job is
         killed at `timeout_s`."""
+        started = time.monotonic()
+        try:
+            job = self.start(argv, files, slot, as_pid_1)
+        except SandboxStartError as exc:
+            return SandboxResult(None, stderr=exc.stderr, error=str(exc), duration_s=time.monotonic() - started)
+        try:
+            return self._communicate(job.proc, job.child, job.cgroup, stdin, job.verdict_r, job.started, timeout_s)
+        finally:
+            job.close()
+
+    def start(self, argv: list[str], files: dict[str, bytes] | None = None, slot: int = 0,
+              as_pid_1: bool = False) -> Started:
+        """Start `argv` in a fresh sandbox (as `run` does) and return it running, its stdin,
+        stdout and stderr pipes and the verdict pipe's read end held by the caller, who must
+        `close()` it. Raises SandboxStartError when the sandbox does not start."""
         if self.mode == "unavailable":
             raise SandboxUnavailable(self.reason)
         started = time.monotonic()
@@ -280,26 +344,18 @@ class Sandbox:
                 except (ValueError, KeyError):
                     proc.kill()
                     _, err = proc.communicate(timeout=5)
-                    return SandboxResult(None, stderr=err, error=f"bwrap did not start: {err.decode(errors='replace')[-500:]}",
-                                         duration_s=time.monotonic() - started)
+                    raise SandboxStartError(f"bwrap did not start: {err.decode(errors='replace')[-500:]}", err) from None
             else:
                 child = proc.pid
             if cgroup is not None:
                 cgroup.add(child)
             if self.mode == "bwrap":
                 os.write(block_w, b"1")  # release the sandbox: its limits are in place
-            return self._communicate(proc, child, cgroup, stdin, verdict_r, started, timeout_s)
-        finally:
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if cgroup is not None:
-                cgroup.kill_all()
-                cgroup.remove()
-            for fd in opened:
-                os.close(fd)
-            if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
+            opened.remove(verdict_r)
+            return Started(proc, child, cgroup, verdict_r, started, opened, workdir)
+        except BaseException:
+            Started(proc, 0, cgroup, -1, started, opened, workdir).close()
+            raise
 
     def _communicate(self, proc: subprocess.Popen, child: int, cgroup, stdin: bytes, verdict_r: int,
                      started: float, timeout_s: float) -> SandboxResult:

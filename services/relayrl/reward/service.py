@@ -139,11 +139,15 @@ class RewardService:
             # the scores. If the queue fails, the group is refused as a whole (its prompt is re-leased).
             try:
                 for index, sample in enumerate(group.samples):
-                    self._slow.enqueue(group.group_id, index, group.prompt.kind, sample.text, group.prompt.reference)
+                    if not sample.infra_error:
+                        self._slow.enqueue(group.group_id, index, group.prompt.kind, sample.text, group.prompt.reference)
             except BaseException:
                 self._release(lane, len(group.samples))
                 self._forget(group.group_id, written=False)
                 raise
+            for index, sample in enumerate(group.samples):
+                if sample.infra_error:  # an agent episode that never ran to its end: not judged (_score_sample)
+                    lane.threads.submit(self._score_sample, pending, index)
             return True
         for index in range(len(group.samples)):
             lane.threads.submit(self._score_sample, pending, index)
@@ -278,7 +282,10 @@ class RewardService:
             group = pending.group
             try:
                 text = group.samples[index].text
-                score = self._score_with_retries(group.prompt.kind, text, group.prompt.reference)
+                if group.samples[index].infra_error:  # the actor's episode failed on every try: retried, never a zero
+                    score = Score.infra_error(f"the episode did not run: {group.samples[index].infra_error}")
+                else:
+                    score = self._score_with_retries(group.prompt.kind, text, group.prompt.reference)
                 if self.cfg.weights.language and score.outcome != "infra_error":
                     score.components["language"] = language_consistency(text, group.prompt.text)
                     score.reward += self.cfg.weights.language * score.components["language"]

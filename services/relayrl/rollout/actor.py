@@ -24,6 +24,10 @@ A version belongs to a learner epoch (a new one each time a learner starts): the
 the announced (version, epoch), so after a learner restart it drops the dead lineage's weights
 even when their version number is higher, and every sample carries the epoch of the weights that
 began it, so the learner can drop the groups of another lineage.
+
+With `task.agent` set, the group of a SWE prompt is G agent episodes (`rollout.episode`: many
+turns of tool calls, each episode in its own sandbox, its final diff graded by the reward
+service); the prompt's lease is renewed for as long as they run, like any generation's.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ log = logging.getLogger("relayrl.actor")
 def to_sample(group_id: str, index: int, c: Completion, epoch: str = "") -> common_pb2.Sample:
     return common_pb2.Sample(
         sample_id=f"{group_id}/{index}", prompt_token_ids=c.prompt_token_ids, completion_token_ids=c.token_ids,
-        logprobs=c.logprobs, versions=c.versions, text=c.text, finish_reason=c.finish_reason, epoch=epoch)
+        logprobs=c.logprobs, versions=c.versions, text=c.text, finish_reason=c.finish_reason,
+        loss_mask=c.loss_mask, turns=c.turns, infra_error=c.infra_error, epoch=epoch)
 
 
 class Actor:
@@ -71,6 +76,11 @@ class Actor:
         of every lineage), nothing loaded yet."""
         self.leases = LeaseKeeper(queue, self.keys.prompts, StreamKeys.ACTORS, cfg.queue.lease_idle_s / 3, actor_id)
         queue.ensure_group(self.keys.prompts, StreamKeys.ACTORS)
+        self.episodes = None  # SWE prompts as agent episodes (task.agent), each in its own sandbox
+        if cfg.task.agent is not None:
+            from relayrl.rollout.episode import EpisodeRunner
+
+            self.episodes = EpisodeRunner.create(cfg, engine, self.lock, self.follow_weights)
 
     def announced(self) -> tuple[int, str]:
         """The announced (version, epoch), read together; (-1, "") before the first."""
@@ -121,7 +131,6 @@ class Actor:
                 self.leases.release(entry.id)
 
     def _generate(self, entries: list[Entry]) -> int:
-        rc = self.cfg.rollout
         if regenerated := sum(e.deliveries > 1 for e in entries):
             metrics.PROMPT_REGENERATIONS.inc(regenerated)
             self.queue.incr(self.keys.regenerations, regenerated)
@@ -132,9 +141,7 @@ class Actor:
         self.follow_weights()
         epoch = self.epoch or ""  # the lineage the generation begins with (a mid-generation update may change it)
         prompts = [common_pb2.Prompt.FromString(e.payload) for e in entries]
-        with self.lock:
-            groups = self.engine.generate([p.text for p in prompts], rc.sampling, between=self.follow_weights,
-                                          update_every=rc.update_every_tokens)
+        groups = self._rollouts(prompts)
         for entry, prompt, completions in zip(entries, prompts, groups):
             group = common_pb2.Group(group_id=prompt.prompt_id, prompt=prompt, actor_id=self.actor_id,
                                      prompt_entry_id=entry.id, prompt_deliveries=entry.deliveries,
@@ -152,6 +159,30 @@ class Actor:
                 metrics.ROLLOUT_REQUESTS.inc()
                 metrics.RESPONSE_LENGTH.observe(len(c.token_ids))
         return len(groups)
+
+    def _rollouts(self, prompts: list[common_pb2.Prompt]) -> list[list[Completion]]:
+        """Each prompt's group: G completions, or G agent episodes for SWE prompts under task.agent
+        (the prompts' leases are renewed meanwhile, however long the episodes take)."""
+        rc = self.cfg.rollout
+        episodic = [self.episodes is not None and p.kind == "swe" for p in prompts]
+        groups: list[list[Completion]] = [[] for _ in prompts]
+        if plain := [i for i, e in enumerate(episodic) if not e]:
+            with self.lock:
+                made = self.engine.generate([prompts[i].text for i in plain], rc.sampling, between=self.follow_weights,
+                                            update_every=rc.update_every_tokens)
+            for i, group in zip(plain, made):
+                groups[i] = group
+        if agents := [i for i, e in enumerate(episodic) if e]:
+            made = self.episodes.run([prompts[i] for i in agents], between=self.follow_weights,
+                                     update_every=rc.update_every_tokens)
+            for i, group in zip(agents, made):
+                groups[i] = group
+        return groups
+
+    def close(self) -> None:
+        """Release what the actor holds besides its leases (the agent episodes' warm workspaces)."""
+        if self.episodes is not None:
+            self.episodes.close()
 
     def run(self) -> None:
         """Loop until `stop` is set. A transient failure (`relayrl.retry.is_transient`: Redis or a
@@ -174,3 +205,4 @@ class Actor:
                     backoff.wait()
         finally:
             self.leases.stop()
+            self.close()

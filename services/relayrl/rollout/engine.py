@@ -30,6 +30,12 @@ class Completion:
     text: str
     finish_reason: str
     extra: dict = field(default_factory=dict)
+    loss_mask: list[int] = field(default_factory=list)
+    """Per token: 1 the model's, 0 an observation's (agent episodes); empty: all the model's."""
+    turns: int = 0
+    """Model turns of an agent episode (0: a single completion)."""
+    infra_error: str = ""
+    """Why an agent episode could not run to its end (its sample is never judged)."""
 
 
 class Engine(ABC):
@@ -42,6 +48,20 @@ class Engine(ABC):
                  between: Callable[[], None] | None = None, update_every: int = 0) -> list[list[Completion]]:
         """`sampling.group_size` completions for each prompt, in prompt order. With `between` and
         `update_every` > 0, `between()` runs every `update_every` tokens (it may call `load_weights`)."""
+
+    @abstractmethod
+    def generate_from_ids(self, sequences: list[list[int]], sampling: SamplingConfig, max_new_tokens: list[int],
+                          stop: tuple[str, ...] = (), seed: int | None = None,
+                          between: Callable[[], None] | None = None, update_every: int = 0) -> list[Completion]:
+        """One completion of each token-id sequence (already encoded: nothing is re-tokenised),
+        of at most `max_new_tokens[i]` tokens, ending at EOS or once its text holds one of `stop`
+        (the token that completes it is kept; `finish_reason` "stop"). `sampling.group_size` is
+        ignored: multi-turn episodes continue each sequence once per turn. `between` and
+        `update_every` as in `generate`."""
+
+    @abstractmethod
+    def encode_continuation(self, text: str) -> list[int]:
+        """Token ids of `text` appended to a sequence (no BOS): a tool's observation."""
 
     @abstractmethod
     def load_weights(self, state_dict: dict, version: int) -> None:
@@ -96,6 +116,9 @@ class TransformersEngine(Engine):
     def encode(self, prompt: str) -> list[int]:
         return self.tokenizer(self.bos + prompt, add_special_tokens=False)["input_ids"]
 
+    def encode_continuation(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
     def load_weights(self, state_dict: dict, version: int) -> None:
         import torch
 
@@ -109,26 +132,44 @@ class TransformersEngine(Engine):
         self.version = version
 
     def generate(self, prompts, sampling, seed=None, between=None, update_every=0):
+        g = sampling.group_size
+        rows = [ids for ids in (self.encode(p) for p in prompts) for _ in range(g)]
+        result = self._sample(rows, sampling, [sampling.max_new_tokens] * len(rows), (), seed, between, update_every)
+        return [result[j * g:(j + 1) * g] for j in range(len(prompts))]
+
+    def generate_from_ids(self, sequences, sampling, max_new_tokens, stop=(), seed=None, between=None,
+                          update_every=0):
+        return self._sample([list(s) for s in sequences], sampling, list(max_new_tokens), tuple(stop), seed,
+                            between, update_every)
+
+    def _stopped(self, ids: list[int], stop: tuple[str, ...]) -> bool:
+        """The text of the newest tokens completes one of `stop` (each token is at least a character)."""
+        tail = self.tokenizer.decode(ids[-max(map(len, stop)):], skip_special_tokens=False)
+        return any(s in tail for s in stop)
+
+    def _sample(self, rows: list[list[int]], sampling, budgets: list[int], stop: tuple[str, ...], seed, between,
+                update_every) -> list[Completion]:
+        """One completion per row of token ids, at most `budgets[i]` tokens each."""
         import torch
         from transformers import DynamicCache
 
-        g = sampling.group_size
-        encoded = [self.encode(p) for p in prompts]
-        rows = [ids for ids in encoded for _ in range(g)]
         width = max(map(len, rows))
         input_ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in rows])
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        n = len(rows)
-        out_tokens = torch.full((n, sampling.max_new_tokens), self.pad_id)
-        out_logps = torch.zeros(n, sampling.max_new_tokens)
-        done = torch.zeros(n, dtype=torch.bool)
-        lengths = torch.full((n,), sampling.max_new_tokens)
-        versions = torch.zeros(sampling.max_new_tokens, dtype=torch.long)
+        n, steps = len(rows), max(budgets)
+        out_tokens = torch.full((n, steps), self.pad_id)
+        out_logps = torch.zeros(n, steps)
+        done = torch.tensor([b <= 0 for b in budgets])
+        lengths = torch.tensor([min(b, steps) for b in budgets])
+        stopped_at = [False] * n
+        versions = torch.zeros(steps, dtype=torch.long)
         cache = DynamicCache()
         step_ids, positions = input_ids, (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            for t in range(sampling.max_new_tokens):
+            for t in range(steps):
+                if bool(done.all()):
+                    break
                 if between is not None and update_every and t and t % update_every == 0:
                     between()  # may load new weights in place; the KV cache of earlier tokens is kept
                 versions[t] = self.version
@@ -141,10 +182,15 @@ class TransformersEngine(Engine):
                 out_tokens[:, t] = tok
                 out_logps[:, t] = logp.gather(-1, tok[:, None]).squeeze(-1)
                 newly = ~done & (tok == self.eos_id)
+                for i in range(n):
+                    if done[i] or newly[i]:
+                        continue
+                    if stop and self._stopped(out_tokens[i, :t + 1].tolist(), stop):
+                        newly[i] = stopped_at[i] = True
+                    elif t + 1 >= budgets[i]:
+                        newly[i] = True
                 lengths[newly] = t + 1
                 done |= newly
-                if bool(done.all()):
-                    break
                 step_ids = tok[:, None]
                 positions = positions[:, -1:] + 1
                 mask = torch.cat([mask, torch.ones(n, 1, dtype=mask.dtype)], dim=1)
@@ -152,10 +198,10 @@ class TransformersEngine(Engine):
         for i in range(n):
             k = int(lengths[i])
             ids = out_tokens[i, :k].tolist()
-            stopped = bool(ids) and ids[-1] == self.eos_id
-            body = ids[:-1] if stopped else ids
+            eos = bool(ids) and ids[-1] == self.eos_id
+            body = ids[:-1] if eos else ids
             result.append(Completion(
                 prompt_token_ids=rows[i], token_ids=ids, logprobs=out_logps[i, :k].tolist(),
                 versions=versions[:k].tolist(), text=self.tokenizer.decode(body, skip_special_tokens=False),
-                finish_reason="stop" if stopped else "length"))
-        return [result[j * g:(j + 1) * g] for j in range(len(prompts))]
+                finish_reason="stop" if eos or stopped_at[i] else "length"))
+        return result

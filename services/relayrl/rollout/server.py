@@ -57,8 +57,15 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
 
     def GetStatus(self, request, context):
         a = self.actor
-        return rollout_pb2.RolloutStatus(actor_id=a.actor_id, version=a.engine.version,
-                                         groups_generated=a.groups_generated, tokens_generated=a.tokens_generated)
+        status = rollout_pb2.RolloutStatus(actor_id=a.actor_id, version=a.engine.version,
+                                           groups_generated=a.groups_generated, tokens_generated=a.tokens_generated)
+        if a.episodes is not None:
+            s = a.episodes.stats
+            with s.lock:
+                status.agent.CopyFrom(rollout_pb2.AgentStatus(
+                    episodes_in_flight=s.in_flight, episodes=s.episodes, turns=s.turns, episode_seconds=s.wall_s,
+                    infra_retries=s.infra_retries, tool_calls={f"{t}/{o}": n for (t, o), n in s.tool_calls.items()}))
+        return status
 
 
 def make_engine(cfg, model_dir: str):

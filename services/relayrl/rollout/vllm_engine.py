@@ -19,6 +19,11 @@ Mid-generation updates (`update_every`): generation runs in segments of that man
 segments `between()` may load a new version, after which the unfinished sequences continue from
 their prompt plus the tokens so far (recomputed by the new weights: the prefix cache was reset).
 Each token records the version that sampled it.
+
+Multi-turn episodes (`generate_from_ids`): each sequence is handed over as token ids and continued
+once (`n=1`), with vLLM's stop strings (`include_stop_str_in_output`, so the tool call stays in the
+text and its tokens in the sequence); weights are followed between turns only. Not run on this
+machine (no vLLM build here): the transformers engine's implementation is the tested one.
 """
 
 from __future__ import annotations
@@ -78,6 +83,9 @@ class VllmEngine(Engine):
     def encode(self, prompt: str) -> list[int]:
         return self.tokenizer(self.bos + prompt, add_special_tokens=False)["input_ids"]
 
+    def encode_continuation(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
     def load_weights(self, state_dict: dict, version: int) -> None:
         names = set(state_dict)
         unexpected = sorted(names - self.names)
@@ -92,12 +100,12 @@ class VllmEngine(Engine):
         self.llm.reset_prefix_cache()
         self.version = version
 
-    def _params(self, sampling: SamplingConfig, n: int, max_tokens: int, seed: int | None):
+    def _params(self, sampling: SamplingConfig, n: int, max_tokens: int, seed: int | None, stop: tuple[str, ...] = ()):
         from vllm import SamplingParams
 
+        text = {"stop": list(stop), "include_stop_str_in_output": True} if stop else {"detokenize": False}
         return SamplingParams(n=n, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
-                              max_tokens=max_tokens, logprobs=0, seed=seed, detokenize=False,
-                              stop_token_ids=[self.eos_id])
+                              max_tokens=max_tokens, logprobs=0, seed=seed, stop_token_ids=[self.eos_id], **text)
 
     def _run(self, prompt_ids: list[list[int]], params: list) -> list[list]:
         """One `LLM.generate` call over token-id prompts; the outputs of each request in order."""
@@ -126,6 +134,22 @@ class VllmEngine(Engine):
             return [[self._completion(p, list(o.token_ids), self._logprobs(o), [version] * len(o.token_ids))
                      for o in group] for p, group in zip(encoded, outs)]
         return self._generate_segments(encoded, sampling, seed, between, update_every)
+
+    def generate_from_ids(self, sequences, sampling, max_new_tokens, stop=(), seed=None, between=None,
+                          update_every=0):
+        sequences = [list(s) for s in sequences]
+        version = self.version
+        params = [self._params(sampling, 1, max(1, m), None if seed is None else seed + i, tuple(stop))
+                  for i, m in enumerate(max_new_tokens)]
+        outs = self._run(sequences, params)
+        done = []
+        for seq, group in zip(sequences, outs):
+            o = group[0]
+            c = self._completion(seq, list(o.token_ids), self._logprobs(o), [version] * len(o.token_ids))
+            if o.finish_reason == "stop":  # EOS or a stop string
+                c.finish_reason = "stop"
+            done.append(c)
+        return done
 
     def _generate_segments(self, encoded, sampling, seed, between, every):
         """Partial rollouts: segments of `every` tokens, a weight check between segments."""

@@ -215,8 +215,9 @@ def _shown(task: SweTask, path: str, max_chars: int) -> str:
     return f"[start of {path}]\n{text}{'' if text.endswith(chr(10)) else chr(10)}[end of {path}]\n"
 
 
-def swe_prompt(row: Row, cfg: SwePromptConfig) -> str:
-    """The prompt of a SWE row: its problem statement and relevant files under the template."""
+def swe_prompt(row: Row, cfg: SwePromptConfig, template: str | None = None, tools: str = "") -> str:
+    """The prompt of a SWE row: its problem statement and relevant files under the template
+    (`cfg.template`, or an agent episode's `template` with its `tools` description)."""
     task = task_at(row.task)
     mode = cfg.files if cfg.files != "auto" else ("listed" if row.files else "imports")
     files = list(row.files) if mode == "listed" else imported_files(task) if mode == "imports" else []
@@ -226,5 +227,5 @@ def swe_prompt(row: Row, cfg: SwePromptConfig) -> str:
         if not full.is_relative_to(repo) or not full.is_file():
             raise row.error("files", f"{path} is not a file of the task's repository")
     values = {"problem_statement": task.problem_statement,
-              "files": "".join(_shown(task, p, cfg.max_file_chars) for p in files)}
-    return re.sub(r"\{(problem_statement|files)\}", lambda m: values[m.group(1)], cfg.template)
+              "files": "".join(_shown(task, p, cfg.max_file_chars) for p in files), "tools": tools}
+    return re.sub(r"\{(problem_statement|files|tools)\}", lambda m: values[m.group(1)], template or cfg.template)

@@ -36,7 +36,7 @@ class Prompt(_message.Message):
     def __init__(self, prompt_id: _Optional[str] = ..., text: _Optional[str] = ..., kind: _Optional[str] = ..., reference: _Optional[str] = ..., metadata: _Optional[str] = ..., admitted_version: _Optional[int] = ...) -> None: ...
 
 class Sample(_message.Message):
-    __slots__ = ("sample_id", "prompt_token_ids", "completion_token_ids", "logprobs", "versions", "text", "finish_reason", "epoch")
+    __slots__ = ("sample_id", "prompt_token_ids", "completion_token_ids", "logprobs", "versions", "text", "finish_reason", "epoch", "loss_mask", "infra_error", "turns")
     SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,9 @@ class Sample(_message.Message):
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LOSS_MASK_FIELD_NUMBER: _ClassVar[int]
+    INFRA_ERROR_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
     sample_id: str
     prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
     completion_token_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -53,7 +56,10 @@ class Sample(_message.Message):
     text: str
     finish_reason: str
     epoch: str
-    def __init__(self, sample_id: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., completion_token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., versions: _Optional[_Iterable[int]] = ..., text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., epoch: _Optional[str] = ...) -> None: ...
+    loss_mask: _containers.RepeatedScalarFieldContainer[int]
+    infra_error: str
+    turns: int
+    def __init__(self, sample_id: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., completion_token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., versions: _Optional[_Iterable[int]] = ..., text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., epoch: _Optional[str] = ..., loss_mask: _Optional[_Iterable[int]] = ..., infra_error: _Optional[str] = ..., turns: _Optional[int] = ...) -> None: ...
 
 class Score(_message.Message):
     __slots__ = ("outcome", "reward", "components", "details", "duration_s")

@@ -26,21 +26,27 @@ _sym_db = _symbol_database.Default()
 from relayrl.wire import common_pb2 as relayrl_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18relayrl/v1/rollout.proto\x12\nrelayrl.v1\x1a\x17relayrl/v1/common.proto\"\x85\x01\n\x0fGenerateRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\t\n\x01n\x18\x02 \x01(\x05\x12\x16\n\x0emax_new_tokens\x18\x03 \x01(\x05\x12\x13\n\x0btemperature\x18\x04 \x01(\x02\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12\r\n\x05top_p\x18\x06 \x01(\x02\x12\x0c\n\x04seed\x18\x07 \x01(\x03\"7\n\x10GenerateResponse\x12#\n\x07samples\x18\x01 \x03(\x0b\x32\x12.relayrl.v1.Sample\"\x16\n\x14RolloutStatusRequest\"f\n\rRolloutStatus\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x18\n\x10groups_generated\x18\x03 \x01(\x03\x12\x18\n\x10tokens_generated\x18\x04 \x01(\x03\x32\xa1\x01\n\x0eRolloutService\x12\x45\n\x08Generate\x12\x1b.relayrl.v1.GenerateRequest\x1a\x1c.relayrl.v1.GenerateResponse\x12H\n\tGetStatus\x12 .relayrl.v1.RolloutStatusRequest\x1a\x19.relayrl.v1.RolloutStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18relayrl/v1/rollout.proto\x12\nrelayrl.v1\x1a\x17relayrl/v1/common.proto\"\x85\x01\n\x0fGenerateRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\t\n\x01n\x18\x02 \x01(\x05\x12\x16\n\x0emax_new_tokens\x18\x03 \x01(\x05\x12\x13\n\x0btemperature\x18\x04 \x01(\x02\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12\r\n\x05top_p\x18\x06 \x01(\x02\x12\x0c\n\x04seed\x18\x07 \x01(\x03\"7\n\x10GenerateResponse\x12#\n\x07samples\x18\x01 \x03(\x0b\x32\x12.relayrl.v1.Sample\"\x16\n\x14RolloutStatusRequest\"\x8e\x01\n\rRolloutStatus\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x18\n\x10groups_generated\x18\x03 \x01(\x03\x12\x18\n\x10tokens_generated\x18\x04 \x01(\x03\x12&\n\x05\x61gent\x18\x14 \x01(\x0b\x32\x17.relayrl.v1.AgentStatus\"\xe8\x01\n\x0b\x41gentStatus\x12\x1a\n\x12\x65pisodes_in_flight\x18\x01 \x01(\x03\x12\x10\n\x08\x65pisodes\x18\x02 \x01(\x03\x12\r\n\x05turns\x18\x03 \x01(\x03\x12\x17\n\x0f\x65pisode_seconds\x18\x04 \x01(\x01\x12:\n\ntool_calls\x18\x05 \x03(\x0b\x32&.relayrl.v1.AgentStatus.ToolCallsEntry\x12\x15\n\rinfra_retries\x18\x06 \x01(\x03\x1a\x30\n\x0eToolCallsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xa1\x01\n\x0eRolloutService\x12\x45\n\x08Generate\x12\x1b.relayrl.v1.GenerateRequest\x1a\x1c.relayrl.v1.GenerateResponse\x12H\n\tGetStatus\x12 .relayrl.v1.RolloutStatusRequest\x1a\x19.relayrl.v1.RolloutStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'relayrl.v1.rollout_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_AGENTSTATUS_TOOLCALLSENTRY']._loaded_options = None
+  _globals['_AGENTSTATUS_TOOLCALLSENTRY']._serialized_options = b'8\001'
   _globals['_GENERATEREQUEST']._serialized_start=66
   _globals['_GENERATEREQUEST']._serialized_end=199
   _globals['_GENERATERESPONSE']._serialized_start=201
   _globals['_GENERATERESPONSE']._serialized_end=256
   _globals['_ROLLOUTSTATUSREQUEST']._serialized_start=258
   _globals['_ROLLOUTSTATUSREQUEST']._serialized_end=280
-  _globals['_ROLLOUTSTATUS']._serialized_start=282
-  _globals['_ROLLOUTSTATUS']._serialized_end=384
-  _globals['_ROLLOUTSERVICE']._serialized_start=387
-  _globals['_ROLLOUTSERVICE']._serialized_end=548
+  _globals['_ROLLOUTSTATUS']._serialized_start=283
+  _globals['_ROLLOUTSTATUS']._serialized_end=425
+  _globals['_AGENTSTATUS']._serialized_start=428
+  _globals['_AGENTSTATUS']._serialized_end=660
+  _globals['_AGENTSTATUS_TOOLCALLSENTRY']._serialized_start=612
+  _globals['_AGENTSTATUS_TOOLCALLSENTRY']._serialized_end=660
+  _globals['_ROLLOUTSERVICE']._serialized_start=663
+  _globals['_ROLLOUTSERVICE']._serialized_end=824
 # @@protoc_insertion_point(module_scope)

@@ -37,13 +37,38 @@ class RolloutStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RolloutStatus(_message.Message):
-    __slots__ = ("actor_id", "version", "groups_generated", "tokens_generated")
+    __slots__ = ("actor_id", "version", "groups_generated", "tokens_generated", "agent")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     GROUPS_GENERATED_FIELD_NUMBER: _ClassVar[int]
     TOKENS_GENERATED_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
     actor_id: str
     version: int
     groups_generated: int
     tokens_generated: int
-    def __init__(self, actor_id: _Optional[str] = ..., version: _Optional[int] = ..., groups_generated: _Optional[int] = ..., tokens_generated: _Optional[int] = ...) -> None: ...
+    agent: AgentStatus
+    def __init__(self, actor_id: _Optional[str] = ..., version: _Optional[int] = ..., groups_generated: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., agent: _Optional[_Union[AgentStatus, _Mapping]] = ...) -> None: ...
+
+class AgentStatus(_message.Message):
+    __slots__ = ("episodes_in_flight", "episodes", "turns", "episode_seconds", "tool_calls", "infra_retries")
+    class ToolCallsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    EPISODES_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    EPISODES_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    EPISODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    INFRA_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    episodes_in_flight: int
+    episodes: int
+    turns: int
+    episode_seconds: float
+    tool_calls: _containers.ScalarMap[str, int]
+    infra_retries: int
+    def __init__(self, episodes_in_flight: _Optional[int] = ..., episodes: _Optional[int] = ..., turns: _Optional[int] = ..., episode_seconds: _Optional[float] = ..., tool_calls: _Optional[_Mapping[str, int]] = ..., infra_retries: _Optional[int] = ...) -> None: ...

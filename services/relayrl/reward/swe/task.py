@@ -117,6 +117,19 @@ def load_task(path: str | Path) -> SweTask:
     return task
 
 
+def task_path(reference: str, tasks_root: Path | None) -> Path:
+    """The task directory a prompt's reference names: a directory (absolute, or relative to
+    `tasks_root`, else the working directory) or `{"task": "<dir>"}`; TaskError when malformed."""
+    ref = reference.strip()
+    if ref.startswith("{"):
+        try:
+            ref = json.loads(ref)["task"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TaskError(f'reference is not {{"task": "<dir>"}}: {exc!r}') from exc
+    path = Path(ref)
+    return path if path.is_absolute() else (tasks_root or Path.cwd()) / path
+
+
 def load_manifest(path: str | Path) -> list[SweTask]:
     """Every task of a JSONL manifest, in order; TaskError names the line that is wrong."""
     path = Path(path)

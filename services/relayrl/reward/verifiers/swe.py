@@ -37,7 +37,7 @@ from relayrl.reward.errors import TaskError
 from relayrl.reward.sandbox import Sandbox, SandboxResult
 from relayrl.reward.swe.grading import grade, parse_junit
 from relayrl.reward.swe.patch import extract_patch, touched_paths
-from relayrl.reward.swe.task import SweTask, load_task
+from relayrl.reward.swe.task import SweTask, load_task, task_path
 from relayrl.reward.swe.workspace import SnapshotCache
 from relayrl.reward.verifiers.base import SandboxedVerifier, Score
 
@@ -85,15 +85,7 @@ class SweVerifier(SandboxedVerifier):
 
     def task(self, reference: str) -> SweTask:
         """The task a reference names (loaded once per directory)."""
-        ref = reference.strip()
-        if ref.startswith("{"):
-            try:
-                ref = json.loads(ref)["task"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise TaskError(f'reference is not {{"task": "<dir>"}}: {exc!r}') from exc
-        path = Path(ref)
-        if not path.is_absolute():
-            path = (self.swe.tasks_root or Path.cwd()) / path
+        path = task_path(reference, self.swe.tasks_root)
         key = str(path)
         with self._lock:
             cached = self._tasks.get(key)
