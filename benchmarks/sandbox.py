@@ -47,7 +47,7 @@ def main() -> None:
 
     def worker(slot: int) -> None:
         while time.monotonic() < stop:
-            sandbox.run(ARGV, slot=slot)
+            sandbox.run(ARGV)
             count[0] += 1
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(cores)]

@@ -21,7 +21,11 @@ from relayrl.reward.verifiers.code import CodeVerifier
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing: scripts/setup.sh installs it")
 
 SECRET = "relayrl-secret-4c1f9e"
-CFG = RewardConfig(sandbox=SandboxConfig(memory_mb=256, max_processes=32, tmpfs_mb=8, max_output_bytes=65536),
+# A uid range of this test process's own (uids are leased host-wide, but other processes' jobs in
+# a shared range would show up in `sandbox_processes`).
+UID_BASE = 2_500_000 + (os.getpid() % 10_000) * 64
+CFG = RewardConfig(sandbox=SandboxConfig(memory_mb=256, max_processes=32, tmpfs_mb=8, max_output_bytes=65536,
+                                         uid_base=UID_BASE, uid_count=64),
                    code=CodeConfig(concurrency=2, cache_size=0))
 
 
@@ -43,13 +47,14 @@ def sandbox_processes() -> list[int]:
                 uid = int((entry / "status").read_text().split("\nUid:")[1].split()[0])
             except (OSError, IndexError):
                 continue
-            if CFG.sandbox.uid_base <= uid < CFG.sandbox.uid_base + 64:
+            if CFG.sandbox.uid_base <= uid < CFG.sandbox.uid_base + CFG.sandbox.uid_count:
                 found.append(int(entry.name))
     return found
 
 
 def job_cgroups() -> list[Path]:
-    return [p for p in Path("/sys/fs/cgroup").rglob("relayrl-job-*") if p.is_dir()]
+    """This process's job cgroups (other processes on the host may be running jobs of their own)."""
+    return [p for p in Path("/sys/fs/cgroup").rglob(f"relayrl-job-{os.getpid()}-*") if p.is_dir()]
 
 
 def stdio(expected: str, timeout_s: float = 2.0, stdin: str = "") -> str:

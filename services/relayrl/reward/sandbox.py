@@ -6,9 +6,10 @@ A job is one command run under these layers, each of which holds on its own:
   root is empty but for `/usr` (and the `/bin`, `/lib*` links) mounted read-only, a fresh `/proc`
   of the new pid namespace, a minimal `/dev`, and size-capped tmpfs on `/tmp` and `/dev/shm`;
   no network device but loopback; no nested user namespaces (`--disable-userns`); a new session.
-- **an unprivileged uid**: where the service runs as root, bwrap itself is started as uid
-  `uid_base + slot` (a uid no one else uses, one per concurrent job), so the code is not root on
-  the host even if a namespace were escaped; inside it is `nobody` (65534).
+- **an unprivileged uid**: where the service runs as root, bwrap itself is started as a uid of
+  `[uid_base, uid_base + uid_count)` leased for the job's life host-wide (`uids.py`: no other job
+  of any process on the host has it meanwhile), so the code is not root on the host even if a
+  namespace were escaped, and per-uid limits bound this job alone; inside it is `nobody` (65534).
 - **rlimits** on the job's first process, inherited by all it forks: CPU seconds, address space,
   file size, open files, processes.
 - **cgroup** memory and pids limits for the whole job where the host allows them (`cgroups.py`,
@@ -52,6 +53,7 @@ from pathlib import Path
 from relayrl.config import SandboxConfig
 from relayrl.reward import seccomp_filter
 from relayrl.reward.cgroups import Cgroups
+from relayrl.reward.uids import UidPool
 
 INSIDE_UID = 65534
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
@@ -104,7 +106,7 @@ def _read_fd(fd: int, deadline: float) -> bytes:
 
 
 class Sandbox:
-    """Runs commands under the layers above; thread-safe, `slot` picks the job's uid."""
+    """Runs commands under the layers above; thread-safe."""
 
     def __init__(self, cfg: SandboxConfig) -> None:
         self.cfg = cfg
@@ -117,6 +119,7 @@ class Sandbox:
             self.mode = "unavailable"
         self.cgroups = Cgroups(enabled=cfg.use_cgroups)
         self.as_root = os.geteuid() == 0
+        self.uids = UidPool(cfg.uid_base, cfg.uid_count) if self.as_root else None
         if self.mode == "bwrap":
             seccomp_filter.compiled()  # fail at start-up, not on the first job
 
@@ -160,7 +163,7 @@ class Sandbox:
                 "--core=0", "--"]
 
     def run(self, argv: list[str], stdin: bytes = b"", files: dict[str, bytes] | None = None,
-            timeout_s: float = 10.0, slot: int = 0, as_pid_1: bool = False) -> SandboxResult:
+            timeout_s: float = 10.0, as_pid_1: bool = False) -> SandboxResult:
         """Run `argv` in a fresh sandbox with `stdin`, the read-only `files` ({"/sandbox/x": data})
         and a verdict pipe (its fd number replaces "{verdict_fd}" in `argv`); the whole job is
         killed at `timeout_s`."""
@@ -187,9 +190,10 @@ class Sandbox:
             file_fds[dest] = fd
         workdir = None
         cgroup = self.cgroups.create(self.cfg.memory_mb << 20, self.cfg.max_processes)
-        proc = None
+        proc = lease = None
         try:
-            uid = self.cfg.uid_base + slot if self.as_root else None
+            lease = self.uids.acquire() if self.uids is not None else None
+            uid = lease.uid if lease is not None else None
             if self.mode == "bwrap":
                 seccomp_fd = seccomp_filter.memfd()
                 opened.append(seccomp_fd)
@@ -251,6 +255,8 @@ class Sandbox:
                 os.close(fd)
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
+            if lease is not None:  # last: every process of the job is dead
+                lease.release()
 
     def _communicate(self, proc: subprocess.Popen, child: int, cgroup, stdin: bytes, verdict_r: int,
                      started: float, timeout_s: float) -> SandboxResult:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
-import queue
 import re
+import signal
 import threading
 import time
 from collections import OrderedDict
@@ -54,7 +55,7 @@ MODE = Gauge("relayrl_sandbox_mode", "1 for the isolation mode untrusted code ru
              "(bwrap, weak, unavailable).", ["mode"])
 
 INSIDE = Path(__file__).parent.parent / "inside"  # relayrl/reward/inside: files copied into the sandbox
-HARNESS_FILES = ("harness.py", "candidate.py", "wire.py")
+HARNESS_FILES = ("harness.py", "zygote.py", "checker.py", "candidate.py", "wire.py")
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _CASE_KILLS = {"timeout": "timeout", "output": "output", "killed": "signal"}
 
@@ -117,9 +118,7 @@ class CodeVerifier(SandboxedVerifier):
         for mode in ("bwrap", "weak", "unavailable"):
             MODE.labels(mode).set(1.0 if mode == self.sandbox.mode else 0.0)
         self.concurrency = self.code.concurrency or os.cpu_count() or 1
-        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for slot in range(self.concurrency):
-            self._slots.put(slot)
+        self._slots = threading.BoundedSemaphore(self.concurrency)  # jobs at once; each leases its own uid
         self._files = {f"/sandbox/{name}": (INSIDE / name).read_bytes() for name in HARNESS_FILES}
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Score] = OrderedDict()
@@ -193,13 +192,9 @@ class CodeVerifier(SandboxedVerifier):
         if spec["kind"] == "assert":
             del job["cases"]  # placeholders counting the cases; the harness builds them from the test
         deadline = min(self.code.max_job_s, spec["timeout_s"] * len(spec["cases"]) + 5.0)
-        slot = self._slots.get()
-        try:
+        with self._slots:
             result = self.sandbox.run([self.cfg.sandbox.python, "-I", "-S", "/sandbox/harness.py", "{verdict_fd}"],
-                                      stdin=json.dumps(job).encode(), files=self._files, timeout_s=deadline,
-                                      slot=slot, as_pid_1=True)
-        finally:
-            self._slots.put(slot)
+                                      stdin=marshal.dumps(job), files=self._files, timeout_s=deadline, as_pid_1=True)
         JOB_SECONDS.observe(result.duration_s)
         score = self._outcome(result, len(spec["cases"]))
         JOBS.labels(score.outcome).inc()
@@ -212,15 +207,21 @@ class CodeVerifier(SandboxedVerifier):
             details["killed"] = result.kill_reason
         if result.error:
             return Score.infra_error(f"sandbox failed: {result.error}", **details)
-        try:
-            verdict = json.loads(result.verdict)
-            cases = verdict["cases"]
-        except (ValueError, KeyError, TypeError):
+        untrusted, verdict = read_verdict(result.verdict)
+        if verdict is not None and "error" in verdict:  # the judge failed before the program ran
+            return Score.infra_error(f"the harness failed: {verdict['error']}", **details)
+        if verdict is None or not isinstance(verdict.get("cases"), list):
+            failed = Score("fail", 0.0, {"accuracy": 0.0, "pass_rate": 0.0}, details)
             if result.kill_reason:  # the program exhausted a limit before the judge could answer
-                return Score("fail", 0.0, {"accuracy": 0.0, "pass_rate": 0.0},
-                             {**details, "reason": f"job killed ({result.kill_reason}) before a verdict"})
+                failed.details["reason"] = f"job killed ({result.kill_reason}) before a verdict"
+                return failed
+            if untrusted and not killed_from_outside(result):
+                failed.details["reason"] = f"the judge ended without a verdict after the program started " \
+                                           f"(exit status {result.exit_code})"
+                return failed
             return Score.infra_error("the harness gave no verdict", exit_code=result.exit_code,
                                      stderr=result.stderr.decode(errors="replace")[-800:], **details)
+        cases = verdict["cases"]
         for case in cases:
             if case["status"] in _CASE_KILLS:
                 KILLS.labels(_CASE_KILLS[case["status"]]).inc()
@@ -229,3 +230,27 @@ class CodeVerifier(SandboxedVerifier):
         ok = passed == total and not result.kill_reason
         return Score("pass" if ok else "fail", 1.0 if ok else 0.0, {"pass_rate": passed / total}, details)
 
+
+def read_verdict(data: bytes) -> tuple[bool, dict | None]:
+    """(whether the judge said the program was about to run, its final verdict or None) from the
+    JSON lines on the verdict pipe."""
+    untrusted, verdict = False, None
+    for line in data.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue  # a line cut off by the judge's death
+        if isinstance(message, dict):
+            if message.get("event") == "untrusted":
+                untrusted = True
+            else:
+                verdict = message
+    return untrusted, verdict
+
+
+def killed_from_outside(result: SandboxResult) -> bool:
+    """The judge died of SIGKILL that neither the service (`kill_reason`) nor the job's memory
+    limit sent: an operator or the host's OOM killer, not the program (under bubblewrap the
+    program cannot signal its judge, pid 1 of the namespace). bwrap reports a child's signal as
+    128 + the signal; without bwrap it is the negative signal."""
+    return result.kill_reason is None and result.exit_code in (128 + signal.SIGKILL, -signal.SIGKILL)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import threading
 import time
 from pathlib import Path
@@ -56,10 +55,7 @@ class SweVerifier(SandboxedVerifier):
         self.cfg, self.swe = cfg, cfg.swe
         self.sandbox = Sandbox(cfg.sandbox.with_limits(cfg.swe.limits))
         self.concurrency = cfg.swe.concurrency or os.cpu_count() or 1
-        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for slot in range(self.concurrency):
-            # uids after the code verifier's slots, so concurrent jobs of both never share one
-            self._slots.put(1000 + slot)
+        self._slots = threading.BoundedSemaphore(self.concurrency)  # jobs at once; each leases its own uid
         self.snapshots = SnapshotCache()
         self._harness = HARNESS.read_bytes()
         self._tasks: dict[str, SweTask] = {}
@@ -109,13 +105,10 @@ class SweVerifier(SandboxedVerifier):
         job = {"patch": patch, "test_files": task.test_files, "test_command": task.test_command,
                "test_args": files, "timeout_s": task.timeout_s}
         inputs = {"/sandbox/harness.py": self._harness, "/sandbox/repo.tar": self.snapshots.get(task.repo)}
-        slot = self._slots.get()
-        try:
+        with self._slots:
             result = self.sandbox.run([self.cfg.sandbox.python, "-I", "/sandbox/harness.py", "{verdict_fd}",
                                        "/sandbox/repo.tar"], stdin=json.dumps(job).encode(), files=inputs,
-                                      timeout_s=task.timeout_s + 60.0, slot=slot, as_pid_1=True)
-        finally:
-            self._slots.put(slot)
+                                      timeout_s=task.timeout_s + 60.0, as_pid_1=True)
         JOB_SECONDS.observe(result.duration_s)
         score = self._grade(task, patch, result)
         score.duration_s = time.monotonic() - started
