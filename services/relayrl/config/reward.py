@@ -123,7 +123,11 @@ class RewardConfig(Section):
     workers: int = Field(1, ge=1)
     """Verifier worker processes."""
     timeout_s: float = Field(5.0, gt=0)
-    """Deadline for one math verification; past it the sample is an infrastructure error."""
+    """Wall-clock deadline of one math verification; past it with its CPU budget unspent (a starved or stopped worker) the sample is an infrastructure error."""
+    verify_cpu_s: float | None = Field(None, gt=0)
+    """CPU seconds one math verification may use (checked at the deadline, and by RLIMIT_CPU rounded up to whole seconds); an answer that spends them fails: too costly to check, the model's fault. null: half of timeout_s."""
+    verify_memory_mb: int = Field(1024, ge=64)
+    """Address space a math-verify worker may add to its size at start; an answer that needs more fails."""
     max_response_chars: int = Field(20_000, gt=0)
     """Longer responses are cut to their last characters before parsing."""
     max_attempts: int = Field(3, ge=1)
@@ -140,3 +144,15 @@ class RewardConfig(Section):
     """The SWE verifier."""
     slow_lane: SlowLaneConfig = SlowLaneConfig()
     """The slow lane of long jobs (SWE) and its reward workers."""
+
+    @property
+    def verify_cpu_budget_s(self) -> float:
+        """The CPU budget of one math verification (`verify_cpu_s`, or half of `timeout_s`)."""
+        return self.verify_cpu_s if self.verify_cpu_s is not None else self.timeout_s / 2
+
+    @model_validator(mode="after")
+    def _budget_within_deadline(self) -> RewardConfig:
+        if self.verify_cpu_budget_s >= self.timeout_s:
+            raise ValueError("reward.verify_cpu_s must be less than reward.timeout_s: the CPU budget is spent "
+                             "before the wall-clock deadline, or slow answers count as infrastructure errors")
+        return self
