@@ -140,6 +140,7 @@ class RewardService:
             raise ValueError(self._unknown_kind(kind))
         if reason := self.verifiers[kind].unavailable():
             raise ValueError(f"task kind {kind!r} is disabled: {reason}")
+        self._check_reference(kind, reference, "the request")
         with self._lock:
             lane = self._admit(kind, 1)
         try:
@@ -208,9 +209,17 @@ class RewardService:
             raise ValueError(f"group {group.group_id!r}: " + self._unknown_kind(group.prompt.kind))
         if reason := self.verifiers[group.prompt.kind].unavailable():
             raise ValueError(f"group {group.group_id!r}: task kind {group.prompt.kind!r} is disabled: {reason}")
+        self._check_reference(group.prompt.kind, group.prompt.reference, f"group {group.group_id!r}")
         if group.prompt_entry_id and not _ENTRY_ID.match(group.prompt_entry_id):
             raise ValueError(f"group {group.group_id!r}: prompt_entry_id {group.prompt_entry_id!r} "
                              "is not a stream entry id")
+
+    def _check_reference(self, kind: str, reference: str, what: str) -> None:
+        """A reference the data got wrong is refused now, not scored infra_error after every retry."""
+        try:
+            self.verifiers[kind].check_reference(reference)
+        except ValueError as exc:
+            raise ValueError(f"{what}: bad {kind} reference: {exc}") from exc
 
     def _score_once(self, kind: str, response: str, reference: str) -> Score:
         started = time.monotonic()

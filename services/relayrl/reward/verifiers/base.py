@@ -81,6 +81,12 @@ class Verifier(ABC):
     def score(self, response: str, reference: str) -> Score:
         """Judge `response` against `reference` (a gold answer, a test spec)."""
 
+    def check_reference(self, reference: str) -> None:
+        """Raise ValueError saying what is wrong with `reference` (a gold answer, a test spec):
+        the data's fault, refused when a group or a Score request arrives (gRPC INVALID_ARGUMENT)
+        instead of scored as an infrastructure error after every retry. Checks only what is cheap
+        and certain; `score` still answers `infra_error` for data faults found later."""
+
     def close(self) -> None:
         """Release worker processes and other resources."""
 

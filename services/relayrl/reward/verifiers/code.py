@@ -125,7 +125,10 @@ class CodeVerifier(SandboxedVerifier):
         self._running: dict[str, Future] = {}
 
     def lane_workers(self) -> int:
-        return self.concurrency  # one lane thread per sandbox slot
+        return self.concurrency  # one lane thread per sandbox job
+
+    def check_reference(self, reference: str) -> None:
+        parse_spec(reference, self.code.max_cases, self.code.max_timeout_s)
 
     def score(self, response: str, reference: str) -> Score:
         started = time.monotonic()

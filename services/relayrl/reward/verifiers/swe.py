@@ -72,6 +72,18 @@ class SweVerifier(SandboxedVerifier):
             return self._fail(task, "the response contains no patch (a unified diff)")
         return self.score_patch(task, patch)
 
+    def check_reference(self, reference: str) -> None:
+        """Only the reference's form: the task directory may exist only where reward workers run."""
+        ref = reference.strip()
+        if not ref:
+            raise TaskError("the reference names no task directory")
+        if ref.startswith("{"):
+            try:
+                if not str(json.loads(ref)["task"]).strip():
+                    raise TaskError("the reference's task is empty")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise TaskError(f'reference is not {{"task": "<dir>"}}: {exc!r}') from exc
+
     def task(self, reference: str) -> SweTask:
         """The task a reference names (loaded once per directory)."""
         ref = reference.strip()
