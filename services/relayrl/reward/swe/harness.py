@@ -11,7 +11,8 @@ starts, so the tests cannot write the verdict. Steps:
    so a half-applied patch is never tested; the reasons of every failed try go in the verdict;
 3. restore the task's test files and the files that steer pytest (conftest.py, pytest.ini,
    tox.ini, setup.cfg, pyproject.toml, sitecustomize.py, usercustomize.py, *.pth) to the snapshot's
-   content, deleting any the patch added: a patch cannot edit the judge;
+   content, deleting any the patch added: a patch cannot edit the judge; then append the job's
+   sentinel tests (`relayrl.reward.swe.tamper`) to the restored test files;
 4. run the test command with `--junitxml` (pytest's built-in JUnit XML report, xunit1 so each
    case names its file), its output to a file and its deadline enforced on its whole session;
 5. write one JSON verdict (apply result, restored paths, exit code, the XML report) to the pipe.
@@ -99,6 +100,14 @@ def restore(work, archive, test_files):
     return restored
 
 
+def plant(work, sentinels):
+    """Append each test file's sentinel tests (after `restore`: the snapshot's file plus them)."""
+    for rel, code in sentinels.items():
+        with open(os.path.join(work, rel), "ab") as fh:
+            fh.write(code.encode())
+    return sorted(sentinels)
+
+
 def run_tests(work, job):
     report = os.path.join(tempfile.mkdtemp(prefix="report-"), "junit.xml")
     argv = list(job["test_command"])
@@ -146,6 +155,7 @@ def main():
             verdict["apply"] = apply_patch(work, patch_path)
             if verdict["apply"]["ok"]:
                 verdict["restored"] = restore(work, archive, job["test_files"])
+                verdict["planted"] = plant(work, job.get("sentinels", {}))
                 verdict.update(run_tests(work, job))
     except Exception as exc:  # the verdict must say the harness broke (an infrastructure error)
         verdict = {"error": f"harness: {type(exc).__name__}: {exc}"}

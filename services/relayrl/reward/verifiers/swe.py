@@ -12,11 +12,12 @@ patch does not apply, or any required test fails, is skipped, or is missing (the
 `infra_error` when the task cannot be loaded, the sandbox fails, or the harness gives no verdict
 (retried, never a fake zero).
 
-What this does not cover: the code under test runs in the test runner's process (as in every
-pytest-based SWE grader), so a patch that deliberately imports and rewrites pytest's own
-reporting at run time could forge its report; restoring the test files and pytest's
-configuration files stops the simple forms (editing tests, a conftest.py hook, printed PASSED
-lines), not that one. The sandbox bounds what such code can reach (sandbox.py). Repositories
+Forged reports: the code under test runs in the test runner's process (as in every pytest-based
+SWE grader). Restoring the test files and pytest's configuration files stops the simple forms
+(editing tests, a conftest.py hook, printed PASSED lines); a patch whose code reaches into the
+runner is refused before it runs, and per-job sentinel tests (some must fail, some must pass)
+catch a report rewritten from inside the process (`relayrl.reward.swe.tamper`, which states
+what that does not cover). The sandbox bounds what such code can reach (sandbox.py). Repositories
 must fit the sandbox's /sandbox mount (16 MiB archived) and need only what the sandbox's
 interpreter has installed (pytest: Debian's python3-pytest).
 """
@@ -36,6 +37,7 @@ from relayrl.reward.errors import TaskError
 from relayrl.reward.sandbox import Sandbox, SandboxResult
 from relayrl.reward.swe.grading import grade, parse_junit
 from relayrl.reward.swe.patch import extract_patch, touched_paths
+from relayrl.reward.swe.tamper import Sentinels, plant_sentinels, refusal, tampering
 from relayrl.reward.swe.task import SweTask, load_task
 from relayrl.reward.swe.workspace import SnapshotCache
 from relayrl.reward.verifiers.base import SandboxedVerifier, Score
@@ -113,16 +115,19 @@ class SweVerifier(SandboxedVerifier):
             return self._fail(task, "the patch is empty")
         if len(patch) > self.swe.max_patch_chars:
             return self._fail(task, f"the patch is longer than {self.swe.max_patch_chars} characters")
+        if (refused := refusal(patch, task.repo, task.test_files)) is not None:
+            return self._fail(task, refused, refused=True)
         files = sorted({node.split("::", 1)[0] for node in task.test_ids})
+        sentinels = plant_sentinels(task.test_ids)
         job = {"patch": patch, "test_files": task.test_files, "test_command": task.test_command,
-               "test_args": files, "timeout_s": task.timeout_s}
+               "test_args": files, "timeout_s": task.timeout_s, "sentinels": sentinels.code}
         inputs = {"/sandbox/harness.py": self._harness, "/sandbox/repo.tar": self.snapshots.get(task.repo)}
         with self._slots:
             result = self.sandbox.run([self.cfg.sandbox.python, "-I", "/sandbox/harness.py", "{verdict_fd}",
                                        "/sandbox/repo.tar"], stdin=json.dumps(job).encode(), files=inputs,
                                       timeout_s=task.timeout_s + 60.0, as_pid_1=True)
         JOB_SECONDS.observe(result.duration_s)
-        score = self._grade(task, patch, result)
+        score = self._grade(task, patch, result, sentinels)
         score.duration_s = time.monotonic() - started
         JOBS.labels(score.outcome).inc()
         return score
@@ -132,7 +137,7 @@ class SweVerifier(SandboxedVerifier):
         return Score("fail", 0.0, {"accuracy": 0.0}, {"instance_id": task.instance_id, "resolved": False,
                                                      "reason": reason, **details})
 
-    def _grade(self, task: SweTask, patch: str, result: SandboxResult) -> Score:
+    def _grade(self, task: SweTask, patch: str, result: SandboxResult, sentinels: Sentinels) -> Score:
         details = {"instance_id": task.instance_id, "sandbox_s": round(result.duration_s, 3),
                    "patched_paths": touched_paths(patch)}
         if result.error:
@@ -156,7 +161,11 @@ class SweVerifier(SandboxedVerifier):
             details["report_error"] = repr(exc)
             statuses = {}
         g = grade(statuses, task.fail_to_pass, task.pass_to_pass)
-        details.update(resolved=g.resolved, fail_to_pass=g.fail_to_pass, pass_to_pass=g.pass_to_pass)
+        details.update(resolved=g.resolved, fail_to_pass=g.fail_to_pass, pass_to_pass=g.pass_to_pass,
+                       sentinels={n: statuses.get(n, "missing") for n in sentinels.must_fail + sentinels.must_pass})
+        if g.resolved and (forged := tampering(statuses, sentinels)) is not None:
+            details.update(resolved=False, reason=forged, tampered=True)
+            return Score("fail", 0.0, {"accuracy": 0.0}, details)
         if not g.resolved:
             reason = "tests timed out" if details["timed_out"] else f"{len(g.failed_ids)} required tests did not pass"
             details["reason"] = reason
