@@ -23,7 +23,7 @@ A job is one command run under these layers, each of which holds on its own:
 - **a scrubbed environment**: nothing of the service's environment is passed in.
 
 The verdict channel: a pipe whose read end only the service holds; the trusted harness inside
-(its number replaces `{verdict_fd}` in the command) writes to it, and closes it to everything it starts (`sandbox_harness.py`).
+(its number replaces `{verdict_fd}` in the command) writes to it, and closes it to everything it starts (`inside/harness.py`).
 
 Job setup is race-free: the rlimits are set by `prlimit` before bwrap starts, and bwrap reports its
 sandbox init's pid (`--info-fd`) and waits (`--block-fd`) while the service moves that pid into

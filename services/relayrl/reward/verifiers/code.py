@@ -9,17 +9,20 @@ The reference of a "code" prompt is a JSON test spec, one of two kinds:
 
 stdio: every output line is compared with the expected one (trailing whitespace ignored; a
 missing or extra line fails; a non-zero exit fails). assert: the test code runs in the trusted
-harness and calls the entry point in a separate process (`reward/inside/harness.py`).
-`timeout_s` is per case; `early_stop` (default from config) stops at the first failing case. The
-program is the last ```python fenced block of the response (or the whole response when it has
-no fence).
+judge and calls the entry point in a separate process (`reward/inside/checker.py`), with only
+inert data crossing back. `timeout_s` is per case; `early_stop` (default from config) stops at
+the first failing case. The program is the last ```python fenced block of the response (or the
+whole response when it has no fence).
 
 One sandbox job per (program, spec): every case runs in it, with per-case results in
 `details["cases"]`. Results are cached by a content hash of (program, spec), and concurrent
 requests for the same content share one job, so a retried request (same sample, same tests) is
 idempotent and costs nothing. Outcome: `pass` when every case passed; `fail` when any failed,
-timed out or the program exhausted a limit; `infra_error` when the sandbox itself failed or the
-spec is malformed (the data's fault, not the model's).
+timed out or the program exhausted a limit, and whenever the judge ends without a verdict after
+telling the service the program was about to run (only the program shares the sandbox with it),
+unless the judge died of a SIGKILL the service did not send; `infra_error` when the sandbox
+itself failed, the judge failed before anything untrusted ran, or the spec is malformed (the
+data's fault: the reward service refuses such a request before scoring, `check_reference`).
 """
 
 from __future__ import annotations
