@@ -32,7 +32,8 @@ PATHOLOGIES = [
     ("integer_with_5000_digits", boxed("9" * 5000), "5", "fast"),
     ("negative_integer_with_20000_digits", boxed("-" + "7" * 19_000), "-7", "fast"),
     ("decimal_with_5000_digits", boxed("0." + "3" * 5000), "\\frac{1}{3}", "guard"),
-    ("digits_inside_an_expression", boxed("\\frac{1}{" + "9" * 500 + "}"), "\\frac{1}{9}", "guard"),
+    ("digits_inside_a_fraction", boxed("\\frac{1}{" + "9" * 3000 + "}"), "\\frac{1}{9}", "fast"),
+    ("digits_inside_an_expression", boxed("\\sqrt{" + "9" * 500 + "}"), "3", "guard"),
     ("parentheses_3000_deep", boxed("(" * 3000 + "1" + ")" * 3000), "1", "guard"),
     ("parentheses_40_deep", boxed("(" * 40 + "1" + ")" * 40), "1", "guard"),
     ("fractions_300_deep", boxed("\\frac{1}{" * 300 + "2" + "}" * 300), "\\frac{1}{2}", "guard"),
@@ -43,8 +44,7 @@ PATHOLOGIES = [
     ("factorial_of_100000", boxed("100000!"), "5", "guard"),
     ("enormous_response_ending_in_a_huge_sum", "x" * 10_000_000 + boxed("+".join(["x"] * 3000)), "1", "guard"),
     ("untagged_tail_nested_500_deep", "<think>hmm</think> " + "(" * 500 + "2", "2", "guard"),
-    ("product_of_large_powers", boxed("\\cdot ".join(f"{99999 - i}^{{{99999 - i}}}" for i in range(50))), "5",
-     "budget"),
+    ("factorial_of_a_factorial", boxed("((99999)!)!"), "5", "budget"),  # passes every structural limit
 ]
 
 

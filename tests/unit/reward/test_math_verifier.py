@@ -14,7 +14,8 @@ import pytest
 from relayrl.config import RewardConfig, RewardWeights
 from relayrl.reward.verifiers.answer import extract_answer, format_reward, last_boxed, strip_trailing_special
 from relayrl.reward.verifiers.base import Score
-from relayrl.reward.verifiers.math import MathVerifier, fast_compare
+from relayrl.reward.verifiers.math import MathVerifier
+from relayrl.reward.verifiers.math_exact import fast_compare
 from relayrl.reward.verifiers.registry import VERIFIERS, create, kinds
 
 
@@ -83,7 +84,11 @@ def test_fast_path_compares_plain_numbers_without_sympy(verifier):
     assert fast_compare("$-7$", "-7") is True
     assert fast_compare("41", "42") is False
     assert fast_compare("2.50", "2.5") is True
-    assert fast_compare("\\frac{1}{2}", "0.5") is None
+    assert fast_compare("\\frac{1}{2}", "0.5") is True  # exact rational arithmetic, no sympy
+    assert fast_compare("-\\dfrac{2}{4}", "\\frac{-1}{2}") is True and fast_compare("3/4", "\\frac{3}{4}") is True
+    assert fast_compare("\\frac{1}{3}", "\\frac{1}{4}") is False
+    assert fast_compare("0.333", "\\frac{1}{3}") is None  # a decimal keeps math-verify's rounding
+    assert fast_compare("\\frac{1}{0}", "1") is None and fast_compare("\\sqrt{2}", "1") is None
     score = verifier.score("<answer>12345678901234567890</answer>", "12345678901234567890")
     assert score.outcome == "pass" and score.details["path"] == "fast"
 
@@ -107,10 +112,10 @@ def test_a_stopped_worker_is_an_infra_error_and_the_pool_recovers():
         (pid,) = v.workers.pids()
         os.kill(pid, signal.SIGSTOP)
         started = time.monotonic()
-        stuck = v.score("\\boxed{\\frac{2}{4}}", "1/2")
+        stuck = v.score("\\boxed{\\sqrt{4}}", "2")
         assert stuck.outcome == "infra_error" and "without CPU progress" in stuck.details["error"], stuck.details
         assert stuck.reward == 0.0 and time.monotonic() - started < 5
-        after = v.score("\\boxed{\\frac{2}{4}}", "1/2")
+        after = v.score("\\boxed{\\sqrt{4}}", "2")
         assert after.outcome == "pass" and after.details["path"] == "math-verify"
     finally:
         v.close()

@@ -2,13 +2,14 @@
 
 Accuracy: the final answer is extracted as `answer.extract_answer` says (answer tag, last
 `\\boxed{}`, or the text after `</think>`; math-verify picks the last expression of the latter);
-a special token inside it makes it a `fail`. Plain integers and decimals compare exactly in the
-parent as digit strings (no sympy, no conversion limit); an answer too complex to be worth
+a special token inside it makes it a `fail`. Plain integers, decimals and fractions compare
+exactly in the parent (`math_exact.py`: no sympy, no conversion limit); an answer too complex to be worth
 checking (`math_guard.py`: length, nesting, exponent towers, huge literals, each compared with the
 gold's own) fails without sympy; everything else goes to math-verify in a worker process under a
 CPU budget and a wall-clock deadline (`math_workers.py`), which also decides whose fault a slow
 check is: an answer that spends the budget fails, a worker starved or killed from outside is an
-`infra_error` (retried by the service).
+`infra_error` (retried by the service). Verdicts are remembered per (answer, gold): the samples
+of a group often agree.
 
 Exact numbers (no symbols, no decimals) must be exactly equal: math-verify's numeric tolerance
 alone calls `1/2^{99}` and `1/2^{98}` equal. Gold answers longer than `max_reference_chars` are a
@@ -19,9 +20,9 @@ otherwise math-verify's own notion of equality is the judge.
 
 from __future__ import annotations
 
-import re
+import threading
 import time
-from decimal import Decimal, InvalidOperation
+from collections import OrderedDict
 from functools import lru_cache
 
 from relayrl.config import RewardConfig
@@ -29,35 +30,11 @@ from relayrl.reward.verifiers.answer import (
     SPECIAL_TOKEN,
     extract_answer,
     format_reward,
-    strip_delimiters,
     strip_trailing_special,
 )
 from relayrl.reward.verifiers.base import Score, Verifier
+from relayrl.reward.verifiers.math_exact import exact_equal, exact_mismatch, fast_compare
 from relayrl.reward.verifiers.math_guard import shape, too_complex
-
-_INTEGER = re.compile(r"[+-]?\d+")
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+)")
-
-
-def _integer(s: str) -> str:
-    """A plain integer's canonical digits with its sign (no int(): CPython refuses to convert more
-    than 4300 digits, and an answer may have any number)."""
-    negative, digits = s.startswith("-"), s.lstrip("+-").lstrip("0") or "0"
-    return "-" + digits if negative and digits != "0" else digits
-
-
-def fast_compare(answer: str, gold: str) -> bool | None:
-    """Exact comparison of plain numbers without sympy; None when math-verify must decide."""
-    a, g = strip_delimiters(answer), strip_delimiters(gold)
-    if _INTEGER.fullmatch(a) and _INTEGER.fullmatch(g):
-        return _integer(a) == _integer(g)
-    if (_INTEGER.fullmatch(a) or _DECIMAL.fullmatch(a)) and (_INTEGER.fullmatch(g) or _DECIMAL.fullmatch(g)):
-        # Equal decimals pass at once; unequal ones may still agree under math-verify's rounding.
-        try:
-            return True if Decimal(a) == Decimal(g) else None
-        except InvalidOperation:  # past the decimal context's limits: let math-verify decide
-            return None
-    return None
 
 
 def gold_of(gold: str):
@@ -74,8 +51,12 @@ def verify_answer(gold_parsed, prediction: str) -> tuple[bool, dict]:
     from math_verify import parse, verify
 
     pred_parsed = parse(prediction, parsing_timeout=None)
-    ok = bool(pred_parsed) and verify(gold_parsed, pred_parsed, timeout_seconds=None)
     info = {"parsed": str(pred_parsed[0])[:200] if pred_parsed else None, "gold_parsed": str(gold_parsed[0])[:200]}
+    if not pred_parsed:
+        return False, info
+    if (exact := exact_equal(gold_parsed[0], pred_parsed[0])) is not None:  # two exact numbers: no simplify
+        return exact, info
+    ok = verify(gold_parsed, pred_parsed, timeout_seconds=None)
     if ok and exact_mismatch(gold_parsed[0], pred_parsed[0]):
         ok, info["reason"] = False, "exact values differ (math-verify's numeric tolerance called them equal)"
     return ok, info
@@ -84,22 +65,6 @@ def verify_answer(gold_parsed, prediction: str) -> tuple[bool, dict]:
 @lru_cache(maxsize=4096)
 def _gold_shape(gold: str):
     return shape(gold)
-
-
-def exact_mismatch(gold, pred) -> bool:
-    """True when both are exact numbers (no symbols, no decimals) whose exact values differ.
-
-    math-verify compares numbers with a tolerance, so `1/2^{99}` equals `1/2^{98}` to it; exact
-    answers must be exactly equal. Decimals keep math-verify's tolerance (0.333 may stand for
-    1/3 where the problem asks for a rounded answer)."""
-    import sympy
-
-    if not (isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr)):
-        return False
-    if gold.free_symbols or pred.free_symbols or gold.has(sympy.Float) or pred.has(sympy.Float):
-        return False
-    difference = sympy.simplify(gold - pred)
-    return bool(difference.is_number and difference != 0)
 
 
 class MathVerifier(Verifier):
@@ -112,6 +77,10 @@ class MathVerifier(Verifier):
 
         self.cfg = cfg
         self.workers = MathWorkers(cfg.workers, cfg.timeout_s, cfg.verify_cpu_budget_s, cfg.verify_memory_mb)
+        self._lock = threading.Lock()
+        self._verdicts: OrderedDict[tuple[str, str], tuple[float, dict]] = OrderedDict()
+        self.memo_size = 16384
+        """How many math-verify verdicts are remembered (0: none; benchmarks measure both)."""
 
     def check_reference(self, reference: str) -> None:
         if len(reference) > self.cfg.max_reference_chars:
@@ -137,21 +106,38 @@ class MathVerifier(Verifier):
             acc, details["reason"], details["path"] = 0.0, why, "guard"
         else:
             prediction = answer if source == "response" else f"\\boxed{{{answer}}}"
-            try:
-                outcome = self.workers.verify(prediction, reference)
-            except RuntimeError as exc:  # no worker could be started, or the verifier is closed
-                return Score.infra_error(f"math-verify unavailable: {exc}", **details)
-            if outcome.kind == "infra":
-                failed = Score.infra_error(outcome.reason, **details)
-                failed.duration_s = time.monotonic() - started
-                return failed
-            acc = float(outcome.ok) if outcome.kind == "result" else 0.0
-            details.update(outcome.info, path="math-verify")
-            if outcome.kind == "expensive":
-                details["reason"] = outcome.reason
+            verdict = self._verify(prediction, reference)
+            if isinstance(verdict, Score):
+                verdict.details.update(details)
+                verdict.duration_s = time.monotonic() - started
+                return verdict
+            acc, info = verdict
+            details.update(info, path="math-verify")
         w = self.cfg.weights
         return Score("pass" if acc == 1.0 else "fail", w.accuracy * acc + w.format * fmt,
                      {"accuracy": acc, "format": fmt}, details, time.monotonic() - started)
+
+    def _verify(self, prediction: str, reference: str) -> tuple[float, dict] | Score:
+        """(accuracy, details) from math-verify, remembered for the same (answer, gold): the
+        samples of a group often give the same answer, and the verdict is deterministic (the
+        CPU budget is CPU time). An infrastructure error comes back as its Score, not remembered."""
+        key = (prediction, reference)
+        with self._lock:
+            if (known := self._verdicts.get(key)) is not None:
+                self._verdicts.move_to_end(key)
+                return known[0], {**known[1], "cached": True}
+        try:
+            outcome = self.workers.verify(prediction, reference)
+        except RuntimeError as exc:  # no worker could be started, or the verifier is closed
+            return Score.infra_error(f"math-verify unavailable: {exc}")
+        if outcome.kind == "infra":
+            return Score.infra_error(outcome.reason)
+        verdict = (float(outcome.ok), dict(outcome.info)) if outcome.kind == "result" else (0.0, {"reason": outcome.reason})
+        with self._lock:
+            self._verdicts[key] = verdict
+            while len(self._verdicts) > self.memo_size:
+                self._verdicts.popitem(last=False)
+        return verdict[0], dict(verdict[1])
 
     def lane_workers(self) -> int:
         # More threads than worker processes: fast-path samples (plain numbers) need no process slot.

@@ -11,8 +11,8 @@ answer's own measure (the gold is trusted: an answer may be as complex as it), a
 first one exceeded: such an answer fails without sympy (the model's fault, never an
 infrastructure error).
 
-What this does not cover: cost that no such measure shows (a product of dozens of powers like
-`99999^{99999}`, each within every limit). Those reach math-verify under a CPU budget (`math_workers.py`),
+What this does not cover: cost that no such measure shows (`((99999)!)!`: the parentheses hide
+the factorial's digits). Those reach math-verify under a CPU budget (`math_workers.py`),
 which fails them too, only slower (seconds of CPU). A correct answer written as a tower of
 number powers (`2^{2^{10}}` for `2^{1024}`) fails unless the gold has a tower itself.
 """
