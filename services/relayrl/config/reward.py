@@ -39,6 +39,8 @@ class CodeConfig(Section):
     """Stop at the first failing case (a spec's `early_stop` overrides it)."""
     cache_size: int = Field(10_000, ge=0)
     """Results kept by content hash of (program, spec); 0 disables the cache."""
+    prespawn: bool = True
+    """Keep one sandbox per job slot started ahead of its job (the judge waiting for its input): a job pays none of its sandbox's start-up; each waiting sandbox holds a uid and a few idle processes."""
 
 
 class LaneConfig(Section):

@@ -105,6 +105,55 @@ def _read_fd(fd: int, deadline: float) -> bytes:
     return data
 
 
+class StartedJob:
+    """A sandbox job whose first process runs under every layer (`Sandbox.start`): `finish`
+    gives it its stdin and collects what it did; `close` kills whatever is left of it and
+    releases its pipes, cgroup, files and uid (`finish` does too; idempotent)."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.proc: subprocess.Popen | None = None
+        self.child: int | None = None
+        self.cgroup = self.lease = self.workdir = None
+        self.verdict_r: int | None = None
+        self.opened: list[int] = []
+        self.failed: SandboxResult | None = None
+        """Set when the sandbox did not start (bwrap's error): what `finish` returns."""
+
+    def finish(self, stdin: bytes = b"", timeout_s: float = 10.0) -> SandboxResult:
+        """Feed `stdin`, collect outputs and the verdict pipe, kill the whole job at `timeout_s`."""
+        try:
+            if self.failed is not None:
+                return self.failed
+            return self.sandbox._communicate(self.proc, self.child, self.cgroup, stdin, self.verdict_r,
+                                             time.monotonic(), timeout_s)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None and not stream.closed:
+                    stream.close()
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+            self.cgroup.remove()
+            self.cgroup = None
+        for fd in self.opened:
+            os.close(fd)
+        self.opened.clear()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+        if self.lease is not None:  # last: every process of the job is dead
+            self.lease.release()
+            self.lease = None
+
+
 class Sandbox:
     """Runs commands under the layers above; thread-safe."""
 
@@ -167,33 +216,38 @@ class Sandbox:
         """Run `argv` in a fresh sandbox with `stdin`, the read-only `files` ({"/sandbox/x": data})
         and a verdict pipe (its fd number replaces "{verdict_fd}" in `argv`); the whole job is
         killed at `timeout_s`."""
+        return self.start(argv, files, as_pid_1).finish(stdin, timeout_s)
+
+    def start(self, argv: list[str], files: dict[str, bytes] | None = None, as_pid_1: bool = False) -> StartedJob:
+        """Start `argv` as `run` does and return once its limits are in place and it runs,
+        before it has any input: `finish(stdin, timeout_s)` feeds it (its deadline counts from
+        then). A job started ahead of its input holds its uid and cgroup while it waits."""
         if self.mode == "unavailable":
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed and reward.sandbox.allow_weak is "
                                      "false: refusing to run untrusted code")
         started = time.monotonic()
-        opened: list[int] = []
+        job = StartedJob(self)
+        opened = job.opened
 
         def fd_pair() -> tuple[int, int]:
             r, w = os.pipe()
             opened.extend((r, w))
             return r, w
 
-        verdict_r, verdict_w = fd_pair()
-        info_r, info_w = fd_pair()
-        block_r, block_w = fd_pair()
-        file_fds = {}
-        for dest, data in (files or {}).items():
-            fd = os.memfd_create("relayrl-file", 0)
-            opened.append(fd)
-            os.write(fd, data)
-            os.lseek(fd, 0, os.SEEK_SET)
-            file_fds[dest] = fd
-        workdir = None
-        cgroup = self.cgroups.create(self.cfg.memory_mb << 20, self.cfg.max_processes)
-        proc = lease = None
         try:
-            lease = self.uids.acquire() if self.uids is not None else None
-            uid = lease.uid if lease is not None else None
+            verdict_r, verdict_w = fd_pair()
+            info_r, info_w = fd_pair()
+            block_r, block_w = fd_pair()
+            file_fds = {}
+            for dest, data in (files or {}).items():
+                fd = os.memfd_create("relayrl-file", 0)
+                opened.append(fd)
+                os.write(fd, data)
+                os.lseek(fd, 0, os.SEEK_SET)
+                file_fds[dest] = fd
+            cgroup = job.cgroup = self.cgroups.create(self.cfg.memory_mb << 20, self.cfg.max_processes)
+            job.lease = self.uids.acquire() if self.uids is not None else None
+            uid = job.lease.uid if job.lease is not None else None
             if self.mode == "bwrap":
                 seccomp_fd = seccomp_filter.memfd()
                 opened.append(seccomp_fd)
@@ -201,7 +255,7 @@ class Sandbox:
                 pass_fds = (verdict_w, info_w, block_r, seccomp_fd, *file_fds.values())
                 cwd = None
             else:  # weak: no namespaces; the files go to a private read-only directory
-                workdir = Path(tempfile.mkdtemp(prefix="relayrl-weak-"))
+                workdir = job.workdir = Path(tempfile.mkdtemp(prefix="relayrl-weak-"))
                 os.chmod(workdir, 0o755)
                 for dest, data in (files or {}).items():
                     target = workdir / Path(dest).name
@@ -221,7 +275,7 @@ class Sandbox:
                 # can crash the child before it executes anything.
                 cmd = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                        "--", *cmd]
-            proc = subprocess.Popen(
+            proc = job.proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds,
                 env=env, cwd=cwd, start_new_session=True, close_fds=True)
@@ -235,28 +289,20 @@ class Sandbox:
                 except (ValueError, KeyError):
                     proc.kill()
                     _, err = proc.communicate(timeout=5)
-                    return SandboxResult(None, stderr=err, error=f"bwrap did not start: {err.decode(errors='replace')[-500:]}",
-                                         duration_s=time.monotonic() - started)
+                    job.failed = SandboxResult(None, stderr=err, duration_s=time.monotonic() - started,
+                                               error=f"bwrap did not start: {err.decode(errors='replace')[-500:]}")
+                    return job
             else:
                 child = proc.pid
             if cgroup is not None:
                 cgroup.add(child)
             if self.mode == "bwrap":
                 os.write(block_w, b"1")  # release the sandbox: its limits are in place
-            return self._communicate(proc, child, cgroup, stdin, verdict_r, started, timeout_s)
-        finally:
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if cgroup is not None:
-                cgroup.kill_all()
-                cgroup.remove()
-            for fd in opened:
-                os.close(fd)
-            if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
-            if lease is not None:  # last: every process of the job is dead
-                lease.release()
+            job.child, job.verdict_r = child, verdict_r
+            return job
+        except BaseException:
+            job.close()
+            raise
 
     def _communicate(self, proc: subprocess.Popen, child: int, cgroup, stdin: bytes, verdict_r: int,
                      started: float, timeout_s: float) -> SandboxResult:

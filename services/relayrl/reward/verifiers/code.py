@@ -35,6 +35,7 @@ import re
 import signal
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
 from pathlib import Path
@@ -43,6 +44,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from relayrl.config import RewardConfig
 from relayrl.reward.errors import SpecError
+from relayrl.reward.prespawn import Prespawned
 from relayrl.reward.sandbox import Sandbox, SandboxResult
 from relayrl.reward.verifiers.answer import format_reward
 from relayrl.reward.verifiers.base import SandboxedVerifier, Score
@@ -123,12 +125,21 @@ class CodeVerifier(SandboxedVerifier):
         self.concurrency = self.code.concurrency or os.cpu_count() or 1
         self._slots = threading.BoundedSemaphore(self.concurrency)  # jobs at once; each leases its own uid
         self._files = {f"/sandbox/{name}": (INSIDE / name).read_bytes() for name in HARNESS_FILES}
+        self._argv = [cfg.sandbox.python, "-I", "-S", "/sandbox/harness.py", "{verdict_fd}"]
+        self.prespawned = None
+        if self.code.prespawn and self.sandbox.mode != "unavailable":
+            self.prespawned = Prespawned(self.sandbox, self._argv, self._files, True, self.concurrency)
+            weakref.finalize(self, self.prespawned.close)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Score] = OrderedDict()
         self._running: dict[str, Future] = {}
 
     def lane_workers(self) -> int:
         return self.concurrency  # one lane thread per sandbox job
+
+    def close(self) -> None:
+        if self.prespawned is not None:
+            self.prespawned.close()
 
     def check_reference(self, reference: str) -> None:
         parse_spec(reference, self.code.max_cases, self.code.max_timeout_s)
@@ -199,8 +210,9 @@ class CodeVerifier(SandboxedVerifier):
             del job["cases"]  # placeholders counting the cases; the harness builds them from the test
         deadline = min(self.code.max_job_s, spec["timeout_s"] * len(spec["cases"]) + 5.0)
         with self._slots:
-            result = self.sandbox.run([self.cfg.sandbox.python, "-I", "-S", "/sandbox/harness.py", "{verdict_fd}"],
-                                      stdin=marshal.dumps(job), files=self._files, timeout_s=deadline, as_pid_1=True)
+            started = self.prespawned.take() if self.prespawned is not None else \
+                self.sandbox.start(self._argv, self._files, as_pid_1=True)
+            result = started.finish(marshal.dumps(job), deadline)
         JOB_SECONDS.observe(result.duration_s)
         score = self._outcome(result, len(spec["cases"]))
         JOBS.labels(score.outcome).inc()
