@@ -114,22 +114,14 @@ STDIO_ATTACKS = {
             os.mkdir('d'); os.chdir('d')
         print('ok')
         """,
-    "kill_the_runner_between_cases": """
+    **{f"{verb}_the_runner_between_cases": f"""
         import os, signal
         for pid in range(2, 200):
             if pid != os.getpid():
-                try: os.kill(pid, signal.SIGKILL)
+                try: os.kill(pid, signal.{sig})
                 except OSError: pass
         print('ok')
-        """,
-    "stop_the_runner_between_cases": """
-        import os, signal
-        for pid in range(2, 200):
-            if pid != os.getpid():
-                try: os.kill(pid, signal.SIGSTOP)
-                except OSError: pass
-        print('ok')
-        """,
+        """ for verb, sig in (("kill", "SIGKILL"), ("stop", "SIGSTOP"))},
 }
 
 
@@ -138,6 +130,15 @@ def test_breaking_the_stdio_judge_fails(verifier, name):
     score = judged(verifier, STDIO_ATTACKS[name], two_cases())
     assert score.details["cases"][-1]["status"] != "pass"
 
+
+SWALLOWING_TEST = """
+    def check(candidate):
+        try:
+            got = candidate(1)
+        except Exception:
+            got = 2  # the test reads an exception as "no answer", which happens to be right here
+        assert got == 2
+    """
 
 ASSERT_ATTACKS = {
     "stop_iteration_ends_the_tests_loop": (
@@ -155,34 +156,13 @@ ASSERT_ATTACKS = {
         """),
     "a_reply_int_past_the_conversion_limit": (
         forge_reply("json.dumps({'value': {'i': '9' * 5000}})"),
-        """
-        def check(candidate):
-            try:
-                got = candidate(1)
-            except Exception:
-                got = 2  # the test reads an exception as "no answer", which happens to be right here
-            assert got == 2
-        """),
+        SWALLOWING_TEST),
     "a_reply_nested_past_the_parser": (
         forge_reply("'{\"value\": ' + '{\"l\": [' * 50_000 + ']}' * 50_000 + '}'"),
-        """
-        def check(candidate):
-            try:
-                got = candidate(1)
-            except Exception:
-                got = 2
-            assert got == 2
-        """),
+        SWALLOWING_TEST),
     "a_malformed_exception_reply": (
         forge_reply("json.dumps({'raise': 5})"),
-        """
-        def check(candidate):
-            try:
-                got = candidate(1)
-            except Exception:
-                got = 2
-            assert got == 2
-        """),
+        SWALLOWING_TEST),
     "a_set_of_colliding_hashes": (
         forge_reply("json.dumps({'value': {'set': [{'i': str(i * (2 ** 61 - 1))} for i in range(1, 60_000)]}})"),
         """
