@@ -51,8 +51,14 @@ def train(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="
     typer.echo(json.dumps(summary))
 
 
+# A Redis URL may hold a password: containers pass it in the environment, not on a command line
+# that every process in the container (a sandbox with the container's /proc included) can read.
+REDIS_OPTION = typer.Option(None, envvar="RELAYRL_REDIS_URL", show_envvar=True,
+                            help="redis:// URL of the run's Redis (overrides queue.url).")
+
+
 @serve_app.command("reward")
-def serve_reward(config: Path = typer.Option(..., exists=True), redis: str | None = typer.Option(None),
+def serve_reward(config: Path = typer.Option(..., exists=True), redis: str | None = REDIS_OPTION,
                  port: int = typer.Option(50051), metrics_port: int | None = typer.Option(None),
                  host: str = typer.Option("127.0.0.1")) -> None:
     """The reward service (gRPC)."""
@@ -64,7 +70,7 @@ def serve_reward(config: Path = typer.Option(..., exists=True), redis: str | Non
 
 @serve_app.command("learner")
 def serve_learner(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
-                  out: Path = typer.Option(...), redis: str | None = typer.Option(None),
+                  out: Path = typer.Option(...), redis: str | None = REDIS_OPTION,
                   port: int = typer.Option(50052), steps: int | None = typer.Option(None),
                   metrics_port: int | None = typer.Option(None), host: str = typer.Option("127.0.0.1"),
                   resume: bool = typer.Option(False, help="Continue from the newest checkpoint in OUT.")) -> None:
@@ -80,7 +86,7 @@ def serve_learner(config: Path = typer.Option(..., exists=True), model: Path = t
 def serve_actor(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
                 learner: str = typer.Option(..., help="host:port of the learner"),
                 reward: str = typer.Option(..., help="host:port of the reward service"),
-                actor_id: str = typer.Option("actor-0"), redis: str | None = typer.Option(None),
+                actor_id: str = typer.Option("actor-0"), redis: str | None = REDIS_OPTION,
                 port: int = typer.Option(0), metrics_port: int | None = typer.Option(None),
                 host: str = typer.Option("127.0.0.1")) -> None:
     """A rollout actor: generates groups and follows weight versions (gRPC)."""
@@ -91,7 +97,7 @@ def serve_actor(config: Path = typer.Option(..., exists=True), model: Path = typ
 
 
 @serve_app.command("reward-worker")
-def serve_reward_worker(config: Path = typer.Option(..., exists=True), redis: str | None = typer.Option(None),
+def serve_reward_worker(config: Path = typer.Option(..., exists=True), redis: str | None = REDIS_OPTION,
                         worker_id: str | None = typer.Option(None, help="Consumer name (default host-pid)."),
                         concurrency: int | None = typer.Option(None, min=1,
                                                            help="Jobs at once (overrides reward.slow_lane.concurrency)."),

@@ -32,6 +32,13 @@ OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
+# Clients spread calls over every address their target resolves to: with one address (loopback,
+# a ClusterIP Service) the same as gRPC's default pick_first; with a headless Service
+# (`dns:///name:port`, one record per pod) each call goes to the next pod that is up.
+CLIENT_OPTIONS = [*OPTIONS, ("grpc.lb_policy_name", "round_robin")]
+# Servers close each connection after two minutes (calls in flight finish first: no grace limit),
+# so clients resolve their target again and pods added since (an autoscaler's) get calls too.
+SERVER_OPTIONS = [*OPTIONS, ("grpc.max_connection_age_ms", 120_000)]
 
 
 def auth_token(token: str | None = None) -> str | None:
@@ -150,7 +157,8 @@ def start_server(port: int, registrations: list[tuple[Callable, object, str]], h
     """
     token = auth_token(token)
     interceptors = ([_RequireToken(token)] if token else []) + [_RejectMalformed()]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=OPTIONS, interceptors=interceptors)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=SERVER_OPTIONS,
+                         interceptors=interceptors)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
@@ -168,8 +176,9 @@ def start_server(port: int, registrations: list[tuple[Callable, object, str]], h
 
 
 def channel(address: str, token: str | None = None) -> grpc.Channel:
-    """A client channel with the same message-size limits, sending the run's token if there is one."""
-    ch = grpc.insecure_channel(address, options=OPTIONS)
+    """A client channel with the same message-size limits, round-robin over the addresses
+    `address` resolves to (e.g. "dns:///reward-headless:50051"), sending the run's token if there is one."""
+    ch = grpc.insecure_channel(address, options=CLIENT_OPTIONS)
     token = auth_token(token)
     return grpc.intercept_channel(ch, _AttachToken(token)) if token else ch
 
