@@ -75,7 +75,8 @@ def judge(verifier, program: str, spec: str):
     assert score.outcome in ("fail", "infra_error"), (score.outcome, score.details)
     assert score.reward == 0.0
     assert time.monotonic() - started < 30
-    assert sandbox_processes(verifier) == [], "a process of the job outlived it"
+    leaked = sandbox_processes(verifier)
+    assert leaked == [], ("a process of the job outlived it", [Path(f"/proc/{p}/status").read_text()[:200] for p in leaked])
     assert job_cgroups(verifier) == [], "a job cgroup outlived the job"
     return score
 

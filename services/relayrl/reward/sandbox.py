@@ -198,7 +198,7 @@ class Sandbox:
     def _probe(self) -> str | None:
         """Run one empty job: None when bwrap isolates jobs here, else what stops it."""
         def failure() -> str | None:
-            result = self.run(["/usr/bin/true"], timeout_s=10.0)
+            result = self.run(["/usr/bin/true"], timeout_s=10.0, as_pid_1=True)  # reaped by bwrap itself: no orphan
             if result.error is None and result.exit_code == 0:
                 return None
             text = (result.error or result.stderr.decode(errors="replace") or f"exit code {result.exit_code}").strip()
