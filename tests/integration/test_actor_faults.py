@@ -76,7 +76,7 @@ def slow_group(reward: RewardService) -> common_pb2.Group:
         os.kill(pid, signal.SIGSTOP)
     prompt = common_pb2.Prompt(prompt_id="slow", text="2+3?", kind="math", reference="5")
     return common_pb2.Group(group_id="slow", prompt=prompt, actor_id="other",
-                            samples=[common_pb2.Sample(sample_id="slow/0", text="\\boxed{\\frac{10}{2}}")])
+                            samples=[common_pb2.Sample(sample_id="slow/0", text="\\boxed{\\sqrt{25}}")])
 
 
 @pytest.fixture

@@ -138,7 +138,7 @@ def test_saturation_and_infra_error_reach_the_learner_as_such():
     try:
         for pid in server.service.verifiers["math"].workers.pids():
             os.kill(pid, signal.SIGSTOP)  # a worker the host does not run: the infrastructure's fault
-        assert client.submit(make_group("slow", ["\\boxed{\\frac{10}{2}}"])) is True
+        assert client.submit(make_group("slow", ["\\boxed{\\sqrt{25}}"])) is True
         with pytest.raises(Saturated, match="max_in_flight=1"):
             client.submit(make_group("next", ["5"]))
         scored = wait_for_group(queue)
