@@ -282,7 +282,7 @@ def main():
     forked = zygote.fork(keep_in_judge=(0, verdict_fd))
     if isinstance(forked, zygote.Zygote):
         judge(Verdict(verdict_fd), forked)
-        return
+        os._exit(0)  # the verdict is written (os.write): nothing left to flush, no finalization to pay
     zygote.run_case(*forked)  # a case child of the zygote: runs the program, exits with it
 
 
