@@ -198,3 +198,34 @@ def test_every_forgery_resolves_its_task_unjudged(tasks, name, tmp_path):
     task = next(t for t in tasks if t.instance_id == "roman-numerals")
     assert _unjudged(task, forgeries(task)[name], tmp_path)
     assert not _unjudged(task, (task.root / "wrong.patch").read_text(), tmp_path / "wrong")
+
+
+# Kind 1 on the SWE harness: code under test that breaks the harness itself, so that the sample
+# would be an infrastructure error (retried, then left out of training) instead of a failure.
+INTERRUPT_THE_HARNESS = '''import os
+import signal
+
+os.kill(1, signal.SIGINT)
+'''
+HIDE_THE_REPORT = '''import atexit
+import os
+import sys
+
+
+def _hide():
+    report = sys.argv[sys.argv.index("--junitxml") + 1]
+    os.chmod(os.path.dirname(report), 0)
+
+
+atexit.register(_hide)
+'''
+
+
+@pytest.mark.parametrize("name,code", [("interrupt_the_harness", INTERRUPT_THE_HARNESS),
+                                       ("hide_the_report", HIDE_THE_REPORT)])
+def test_breaking_the_swe_harness_is_fail(verifier, tasks, name, code):
+    task = next(t for t in tasks if t.instance_id == "roman-numerals")
+    src_path = re.search(r"^\+\+\+ b/(\S+)", (task.root / "gold.patch").read_text(), re.M).group(1)
+    src = (task.repo / src_path).read_text()
+    score = verifier.score_patch(task, diff(src_path, src, code + "\n\n" + src))
+    assert score.outcome == "fail", score.details

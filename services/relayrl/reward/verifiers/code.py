@@ -32,7 +32,6 @@ import json
 import marshal
 import os
 import re
-import signal
 import threading
 import time
 import weakref
@@ -46,6 +45,7 @@ from relayrl.config import RewardConfig
 from relayrl.reward.errors import SpecError
 from relayrl.reward.prespawn import Prespawned
 from relayrl.reward.sandbox import Sandbox, SandboxResult
+from relayrl.reward.verdict import read_verdict, responses_fault
 from relayrl.reward.verifiers.answer import format_reward
 from relayrl.reward.verifiers.base import SandboxedVerifier, Score
 
@@ -229,14 +229,10 @@ class CodeVerifier(SandboxedVerifier):
         if verdict is not None and "error" in verdict:  # the judge failed before the program ran
             return Score.infra_error(f"the harness failed: {verdict['error']}", **details)
         if verdict is None or not isinstance(verdict.get("cases"), list):
-            failed = Score("fail", 0.0, {"accuracy": 0.0, "pass_rate": 0.0}, details)
-            if result.kill_reason:  # the program exhausted a limit before the judge could answer
-                failed.details["reason"] = f"job killed ({result.kill_reason}) before a verdict"
-                return failed
-            if untrusted and not killed_from_outside(result):
-                failed.details["reason"] = f"the judge ended without a verdict after the program started " \
-                                           f"(exit status {result.exit_code})"
-                return failed
+            if responses_fault(result, untrusted):  # a limit the program exhausted, or the program's doing
+                why = f"killed ({result.kill_reason})" if result.kill_reason else f"exit status {result.exit_code}"
+                return Score("fail", 0.0, {"accuracy": 0.0, "pass_rate": 0.0},
+                             {**details, "reason": f"the job ended without a verdict after the program started ({why})"})
             return Score.infra_error("the harness gave no verdict", exit_code=result.exit_code,
                                      stderr=result.stderr.decode(errors="replace")[-800:], **details)
         cases = verdict["cases"]
@@ -248,27 +244,3 @@ class CodeVerifier(SandboxedVerifier):
         ok = passed == total and not result.kill_reason
         return Score("pass" if ok else "fail", 1.0 if ok else 0.0, {"pass_rate": passed / total}, details)
 
-
-def read_verdict(data: bytes) -> tuple[bool, dict | None]:
-    """(whether the judge said the program was about to run, its final verdict or None) from the
-    JSON lines on the verdict pipe."""
-    untrusted, verdict = False, None
-    for line in data.splitlines():
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue  # a line cut off by the judge's death
-        if isinstance(message, dict):
-            if message.get("event") == "untrusted":
-                untrusted = True
-            else:
-                verdict = message
-    return untrusted, verdict
-
-
-def killed_from_outside(result: SandboxResult) -> bool:
-    """The judge died of SIGKILL that neither the service (`kill_reason`) nor the job's memory
-    limit sent: an operator or the host's OOM killer, not the program (under bubblewrap the
-    program cannot signal its judge, pid 1 of the namespace). bwrap reports a child's signal as
-    128 + the signal; without bwrap it is the negative signal."""
-    return result.kill_reason is None and result.exit_code in (128 + signal.SIGKILL, -signal.SIGKILL)

@@ -40,6 +40,7 @@ from relayrl.reward.swe.patch import extract_patch, touched_paths
 from relayrl.reward.swe.tamper import Sentinels, plant_sentinels, refusal, tampering
 from relayrl.reward.swe.task import SweTask, load_task
 from relayrl.reward.swe.workspace import SnapshotCache
+from relayrl.reward.verdict import read_verdict, responses_fault
 from relayrl.reward.verifiers.base import SandboxedVerifier, Score
 
 HARNESS = Path(__file__).parent.parent / "swe" / "harness.py"  # the trusted program copied into the sandbox
@@ -142,14 +143,14 @@ class SweVerifier(SandboxedVerifier):
                    "patched_paths": touched_paths(patch)}
         if result.error:
             return Score.infra_error(f"sandbox failed: {result.error}", **details)
-        try:
-            verdict = json.loads(result.verdict)
-        except ValueError:
-            return Score.infra_error("the SWE harness gave no verdict", exit_code=result.exit_code,
-                                     killed=result.kill_reason,
+        untrusted, verdict = read_verdict(result.verdict)
+        if verdict is None or "error" in verdict:
+            why = verdict["error"] if verdict is not None else f"no verdict (exit status {result.exit_code})"
+            if responses_fault(result, untrusted) if verdict is None else untrusted:
+                return self._fail(task, f"the harness broke after the patch was applied: {why}",
+                                  killed=result.kill_reason, **details)
+            return Score.infra_error(f"the SWE harness failed: {why}", killed=result.kill_reason,
                                      stderr=result.stderr.decode(errors="replace")[-800:], **details)
-        if "error" in verdict:
-            return Score.infra_error(verdict["error"], **details)
         details["apply"] = verdict["apply"]
         if not verdict["apply"]["ok"]:
             return self._fail(task, "the patch does not apply", **details)
