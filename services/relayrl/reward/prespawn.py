@@ -20,7 +20,8 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from relayrl.reward.sandbox import Sandbox, StartedJob
+from relayrl.reward.sandbox import Sandbox
+from relayrl.reward.sandbox_job import StartedJob
 
 log = logging.getLogger(__name__)
 

@@ -51,11 +51,9 @@ import logging
 import os
 import selectors
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import Gauge
@@ -63,6 +61,7 @@ from prometheus_client import Gauge
 from relayrl.config import SandboxConfig
 from relayrl.reward import seccomp_filter
 from relayrl.reward.cgroups import Cgroups
+from relayrl.reward.sandbox_job import SandboxResult, StartedJob
 from relayrl.reward.uids import UidPool
 
 log = logging.getLogger(__name__)
@@ -77,24 +76,6 @@ ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWR
 
 class SandboxUnavailable(RuntimeError):
     """bubblewrap is missing or cannot isolate jobs here, and the config does not allow the weak mode."""
-
-
-@dataclass
-class SandboxResult:
-    """What a job did, as observed from outside."""
-
-    exit_code: int | None
-    """The command's exit status (negative: killed by that signal); None when it never started."""
-    stdout: bytes = b""
-    stderr: bytes = b""
-    verdict: bytes = b""
-    """Bytes the trusted harness wrote to the verdict pipe."""
-    kill_reason: str | None = None
-    """Why the service killed the job: "timeout", "memory", "output"; None when it ended itself."""
-    duration_s: float = 0.0
-    error: str | None = None
-    """Set when the sandbox itself failed (an infrastructure error, not the program's fault)."""
-    details: dict = field(default_factory=dict)
 
 
 def _read_fd(fd: int, deadline: float) -> bytes:
@@ -118,55 +99,6 @@ def _read_fd(fd: int, deadline: float) -> bytes:
     finally:
         sel.close()
     return data
-
-
-class StartedJob:
-    """A sandbox job whose first process runs under every layer (`Sandbox.start`): `finish`
-    gives it its stdin and collects what it did; `close` kills whatever is left of it and
-    releases its pipes, cgroup, files and uid (`finish` does too; idempotent)."""
-
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-        self.proc: subprocess.Popen | None = None
-        self.child: int | None = None
-        self.cgroup = self.lease = self.workdir = None
-        self.verdict_r: int | None = None
-        self.opened: list[int] = []
-        self.failed: SandboxResult | None = None
-        """Set when the sandbox did not start (bwrap's error): what `finish` returns."""
-
-    def finish(self, stdin: bytes = b"", timeout_s: float = 10.0) -> SandboxResult:
-        """Feed `stdin`, collect outputs and the verdict pipe, kill the whole job at `timeout_s`."""
-        try:
-            if self.failed is not None:
-                return self.failed
-            return self.sandbox._communicate(self.proc, self.child, self.cgroup, stdin, self.verdict_r,
-                                             time.monotonic(), timeout_s)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
-                if stream is not None and not stream.closed:
-                    stream.close()
-        if self.cgroup is not None:
-            self.cgroup.kill_all()
-            self.cgroup.remove()
-            self.cgroup = None
-        for fd in self.opened:
-            os.close(fd)
-        self.opened.clear()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
-        if self.lease is not None:  # last: every process of the job is dead
-            self.lease.release()
-            self.lease = None
 
 
 class Sandbox:
@@ -276,7 +208,7 @@ class Sandbox:
         if self.mode == "unavailable":
             raise SandboxUnavailable(self.reason)
         started = time.monotonic()
-        job = StartedJob(self)
+        job = StartedJob(self.cfg.max_output_bytes)
         opened = job.opened
 
         def fd_pair() -> tuple[int, int]:
@@ -353,76 +285,3 @@ class Sandbox:
         except BaseException:
             job.close()
             raise
-
-    def _communicate(self, proc: subprocess.Popen, child: int, cgroup, stdin: bytes, verdict_r: int,
-                     started: float, timeout_s: float) -> SandboxResult:
-        cap = self.cfg.max_output_bytes
-        deadline = started + timeout_s
-        bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray(), verdict_r: bytearray()}
-        sel = selectors.DefaultSelector()
-        for fd in bufs:
-            os.set_blocking(fd, False)
-            sel.register(fd, selectors.EVENT_READ)
-        pending = memoryview(stdin)
-        stdin_fd = proc.stdin.fileno()
-        if pending:
-            os.set_blocking(proc.stdin.fileno(), False)
-            sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
-        else:
-            proc.stdin.close()
-        kill_reason = None
-        open_reads = len(bufs)
-        try:
-            while open_reads and kill_reason is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    kill_reason = "timeout"
-                    break
-                for key, _ in sel.select(left):
-                    fd = key.fd
-                    if fd == stdin_fd:
-                        try:
-                            pending = pending[os.write(fd, pending[:65536]):]
-                        except BrokenPipeError:
-                            pending = pending[:0]
-                        if not pending:
-                            sel.unregister(fd)
-                            proc.stdin.close()
-                        continue
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        sel.unregister(fd)
-                        open_reads -= 1
-                        continue
-                    bufs[fd] += chunk
-                    if len(bufs[fd]) > cap:
-                        kill_reason = "output"
-                        break
-        finally:
-            sel.close()
-        if kill_reason is not None:
-            _kill_tree(child, cgroup)
-        try:
-            proc.wait(timeout=max(0.5, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            kill_reason = kill_reason or "timeout"
-            _kill_tree(child, cgroup)
-            proc.wait()
-        if kill_reason is None and cgroup is not None and cgroup.oom_killed():
-            kill_reason = "memory"
-        if not proc.stdin.closed:
-            proc.stdin.close()
-        out, err, verdict = (bytes(bufs[k][:cap]) for k in (proc.stdout.fileno(), proc.stderr.fileno(), verdict_r))
-        proc.stdout.close()
-        proc.stderr.close()
-        return SandboxResult(proc.returncode, out, err, verdict, kill_reason, time.monotonic() - started)
-
-
-def _kill_tree(child: int, cgroup) -> None:
-    """Kill the job's init (the kernel then kills its whole pid namespace) and its cgroup."""
-    try:
-        os.kill(child, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if cgroup is not None:
-        cgroup.kill_all()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import signal
 
-from relayrl.reward.sandbox import SandboxResult
+from relayrl.reward.sandbox_job import SandboxResult
 
 UNTRUSTED = {"event": "untrusted"}
 """The line a harness writes before the response's code can run."""

@@ -44,7 +44,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from relayrl.config import RewardConfig
 from relayrl.reward.errors import SpecError
 from relayrl.reward.prespawn import Prespawned
-from relayrl.reward.sandbox import Sandbox, SandboxResult
+from relayrl.reward.sandbox import Sandbox
+from relayrl.reward.sandbox_job import SandboxResult
 from relayrl.reward.verdict import read_verdict, responses_fault
 from relayrl.reward.verifiers.answer import format_reward
 from relayrl.reward.verifiers.base import SandboxedVerifier, Score

@@ -34,7 +34,8 @@ from prometheus_client import Counter, Histogram
 
 from relayrl.config import RewardConfig
 from relayrl.reward.errors import TaskError
-from relayrl.reward.sandbox import Sandbox, SandboxResult
+from relayrl.reward.sandbox import Sandbox
+from relayrl.reward.sandbox_job import SandboxResult
 from relayrl.reward.swe.grading import grade, parse_junit
 from relayrl.reward.swe.patch import extract_patch, touched_paths
 from relayrl.reward.swe.tamper import Sentinels, plant_sentinels, refusal, tampering
