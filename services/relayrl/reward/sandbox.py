@@ -29,7 +29,10 @@ The verdict channel: a pipe whose read end only the service holds; the trusted h
 
 Job setup is race-free: the rlimits are set by `prlimit` before bwrap starts, and bwrap reports its
 sandbox init's pid (`--info-fd`) and waits (`--block-fd`) while the service moves that pid into
-the cgroup; only then does anything untrusted run.
+the cgroup; only then does anything untrusted run. `run` is `start` (set up, return a
+`StartedJob` running under every layer, before it has any input: a job may be started ahead of
+its input, `prespawn.py`) then `StartedJob.finish` (feed, read, deadline, clean-up:
+`sandbox_job.py`).
 
 At start the sandbox runs one empty job: where bwrap is missing, or cannot create its namespaces
 here (a container's seccomp profile, a masked /proc, a kernel that forbids user namespaces), the
