@@ -125,9 +125,9 @@ class RewardConfig(Section):
     workers: int = Field(1, ge=1)
     """Verifier worker processes."""
     timeout_s: float = Field(5.0, gt=0)
-    """Wall-clock deadline of one math verification; past it with its CPU budget unspent (a starved or stopped worker) the sample is an infrastructure error."""
+    """How long a math verification may go without CPU progress (a stopped or starved worker) before it is an infrastructure error (also: any check still running after 10 x timeout_s); the answer's own cost is bounded by verify_cpu_s."""
     verify_cpu_s: float | None = Field(None, gt=0)
-    """CPU seconds one math verification may use (checked at the deadline, and by RLIMIT_CPU rounded up to whole seconds); an answer that spends them fails: too costly to check, the model's fault. null: half of timeout_s."""
+    """CPU seconds one math verification may use (read every 50 ms, and enforced by RLIMIT_CPU rounded up to whole seconds); an answer that spends them fails: too costly to check, the model's fault. null: half of timeout_s."""
     verify_memory_mb: int = Field(1024, ge=64)
     """Address space a math-verify worker may add to its size at start; an answer that needs more fails."""
     max_response_chars: int = Field(20_000, gt=0)
@@ -155,6 +155,6 @@ class RewardConfig(Section):
     @model_validator(mode="after")
     def _budget_within_deadline(self) -> RewardConfig:
         if self.verify_cpu_budget_s >= self.timeout_s:
-            raise ValueError("reward.verify_cpu_s must be less than reward.timeout_s: the CPU budget is spent "
-                             "before the wall-clock deadline, or slow answers count as infrastructure errors")
+            raise ValueError("reward.verify_cpu_s must be less than reward.timeout_s, so that a worker with a "
+                             "fair share of a core spends its budget well before 10 x timeout_s (an infrastructure error)")
         return self
