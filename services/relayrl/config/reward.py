@@ -40,7 +40,7 @@ class CodeConfig(Section):
     cache_size: int = Field(10_000, ge=0)
     """Results kept by content hash of (program, spec); 0 disables the cache."""
     prespawn: bool = True
-    """Keep one sandbox per job slot started ahead of its job (the judge waiting for its input): a job pays none of its sandbox's start-up; each waiting sandbox holds a uid and a few idle processes."""
+    """Keep two sandboxes per job slot started ahead of their jobs (the judge waiting for its input): a job pays none of its sandbox's start-up; each waiting sandbox holds a uid and a few idle processes."""
 
 
 class LaneConfig(Section):

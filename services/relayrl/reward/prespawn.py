@@ -6,6 +6,9 @@ job runs the same command with the same files and limits; only its stdin (the jo
 `Prespawned` keeps `count` sandboxes started (`Sandbox.start`), each waiting for its input, and
 `take()` hands one out and starts its successor in the background.
 
+The code verifier keeps two per job slot: starting a sandbox is mostly waiting (execs, the
+kernel making namespaces), so starting several at once keeps up with short jobs.
+
 Isolation is unchanged: each job still gets a sandbox of its own, never used before, with its
 own namespaces, leased uid, cgroup and tmpfs, and a started sandbox holds nothing of any job
 (the judge forks its zygote before it reads one). What it costs: `count` idle sandboxes (a

@@ -129,7 +129,8 @@ class CodeVerifier(SandboxedVerifier):
         self._argv = [cfg.sandbox.python, "-I", "-S", "/sandbox/harness.py", "{verdict_fd}"]
         self.prespawned = None
         if self.code.prespawn and self.sandbox.mode != "unavailable":
-            self.prespawned = Prespawned(self.sandbox, self._argv, self._files, True, self.concurrency)
+            # two per slot: starting one is mostly waiting (execs, namespaces), so more start at once
+            self.prespawned = Prespawned(self.sandbox, self._argv, self._files, True, 2 * self.concurrency)
             weakref.finalize(self, self.prespawned.close)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Score] = OrderedDict()
