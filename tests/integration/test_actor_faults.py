@@ -8,6 +8,8 @@ weight service, a real reward service scoring with math-verify, an in-memory rep
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 
@@ -67,11 +69,14 @@ def groups_from(queue, actor_id: str) -> list[common_pb2.Group]:
     return [g for g in (common_pb2.Group.FromString(e.payload) for e in entries) if g.actor_id == actor_id]
 
 
-def slow_group() -> common_pb2.Group:
-    """A math group whose answer keeps a verifier busy until its deadline."""
+def slow_group(reward: RewardService) -> common_pb2.Group:
+    """A math group that keeps the verifier busy until its deadline: its one worker is stopped,
+    as a host too loaded to run it would (an infrastructure error at the deadline)."""
+    for pid in reward.verifiers["math"].workers.pids():
+        os.kill(pid, signal.SIGSTOP)
     prompt = common_pb2.Prompt(prompt_id="slow", text="2+3?", kind="math", reference="5")
     return common_pb2.Group(group_id="slow", prompt=prompt, actor_id="other",
-                            samples=[common_pb2.Sample(sample_id="slow/0", text="\\boxed{9^{9^{9^{9}}}}")])
+                            samples=[common_pb2.Sample(sample_id="slow/0", text="\\boxed{\\sqrt{25}}")])
 
 
 @pytest.fixture
@@ -89,7 +94,7 @@ def test_a_saturated_reward_service_is_waited_out(learner, tiny_model_dir, caplo
                   InProcessWeightSource(learner.store), InProcessRewardClient(reward))
     learner.publish()
     learner.admit()
-    assert reward.submit(slow_group())  # the one slot is taken for about two seconds
+    assert reward.submit(slow_group(reward))  # the one slot is taken for about two seconds
     running = Running(actor)
     try:
         wait_until(lambda: warnings_with(caplog, "max_in_flight=1") >= 1)

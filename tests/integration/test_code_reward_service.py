@@ -18,7 +18,7 @@ from relayrl.replay.keys import StreamKeys
 from relayrl.reward.client import GrpcRewardClient
 from relayrl.reward.errors import Saturated
 from relayrl.reward.server import SERVICE_NAME, serve
-from relayrl.wire import common_pb2
+from relayrl.wire import common_pb2, reward_pb2, reward_pb2_grpc
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing: scripts/setup.sh installs it")
 RUN = "code"
@@ -39,8 +39,36 @@ def test_attacks_over_grpc_leave_the_service_serving():
             for name in ("", SERVICE_NAME, f"{SERVICE_NAME}/code", f"{SERVICE_NAME}/math"):
                 assert health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status == \
                     health_pb2.HealthCheckResponse.SERVING
-        bad_spec = client.score("code", "print(8)", "not a spec")  # the data's fault, not the model's
-        assert bad_spec.outcome == "infra_error" and "not JSON" in bad_spec.details["error"]
+    finally:
+        client.close()
+        server.stop(grace=1.0)
+
+
+def test_a_bad_reference_is_invalid_argument_at_once():
+    """The data's fault, not the model's or the infrastructure's: refused when the request
+    arrives (INVALID_ARGUMENT naming what is wrong), never scored infra_error after 3 attempts."""
+    queue = MemoryReplayQueue()
+    server = serve(RewardConfig(code=CodeConfig(concurrency=1)), queue, RUN, port=0)
+    client = GrpcRewardClient(server.address)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="bad code reference: test spec is not JSON"):
+            client.score("code", "print(8)", "not a spec")
+        prompt = common_pb2.Prompt(prompt_id="bad", text="double it", kind="code", reference='{"kind": "stdio"}')
+        group = common_pb2.Group(group_id="bad", prompt=prompt, samples=[common_pb2.Sample(sample_id="bad/0", text="x")])
+        with pytest.raises(ValueError, match="group 'bad': bad code reference: .*non-empty list of cases"):
+            client.submit(group)
+        assert time.monotonic() - started < 5
+        with grpc.insecure_channel(server.address) as channel:  # the status code itself, as any client sees it
+            stub = reward_pb2_grpc.RewardServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.SubmitGroup(reward_pb2.SubmitGroupRequest(group=group), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "non-empty list of cases" in refused.value.details()
+        assert server.service.status().groups_in_flight == 0  # nothing was accepted
+        with pytest.raises(ValueError, match="max_reference_chars"):
+            client.score("math", "\\boxed{1}", "1" * 200_000)
+        assert client.score("code", "print(8)", SPEC).outcome == "pass"
     finally:
         client.close()
         server.stop(grace=1.0)

@@ -12,6 +12,8 @@ prompt as consumed, so its admission bound goes on admitting.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 
 from relayrl.config import RewardConfig, RunConfig
@@ -103,10 +105,19 @@ def test_a_group_ending_in_infra_errors_is_generated_again_then_dead_lettered(re
     queue.ensure_group(K.prompts, StreamKeys.ACTORS)
     cfg = RewardConfig(workers=1, timeout_s=0.5, max_attempts=1, max_group_attempts=2)
     service = RewardService(cfg, queue, RUN, prompt_lease_s=0.5)
-    slow = ["\\boxed{9^{9^{9^{9}}}}"] * 2  # keeps math-verify busy past its deadline: an infrastructure error
+    # answers the fast path cannot decide (they need a math-verify worker), new in each generation
+    # (a verdict is remembered per answer)
+    slow = ["\\boxed{\\sqrt{25}}", "\\boxed{\\sqrt{26}}"]
+
+    def stop_the_workers() -> None:  # stopped, as on a host too loaded to run them: an infrastructure error
+        workers = service.verifiers["math"].workers
+        assert workers.verify("\\boxed{1}", "1").ok  # a failed worker is replaced when next needed: now
+        for pid in workers.pids():
+            os.kill(pid, signal.SIGSTOP)
     try:
         entry = queue.put(K.prompts, prompt(0).SerializeToString())
         (first,) = queue.lease(K.prompts, StreamKeys.ACTORS, "actor-a", count=1)
+        stop_the_workers()
         assert service.submit(group(entry, prompt(0), slow, "actor-a", first.deliveries))
         wait_for(lambda: service.status().groups_in_flight == 0, 30, "the first group to be scored")
         assert all_groups(queue) == [] and letters(queue) == []  # not consumed: nothing for the learner
@@ -115,6 +126,8 @@ def test_a_group_ending_in_infra_errors_is_generated_again_then_dead_lettered(re
                             "the prompt to be re-leased")
         assert again.id == entry and again.deliveries == 2
         # the regenerated group scores infra errors again: the prompt's second lease is its last
+        stop_the_workers()  # the ones that replaced them
+        slow = ["\\boxed{\\sqrt{27}}", "\\boxed{\\sqrt{28}}"]
         try:
             service.submit(group(entry, prompt(0), slow, "actor-b", again.deliveries))
         except ValueError as exc:  # not raised: the group was accepted, and is dead-lettered when scored

@@ -28,7 +28,7 @@ REPO = ROOT / "examples" / "swe-mini" / "roman-numerals" / "repo"
 def session():
     cfg = RewardConfig()
     s = SandboxSession.start(Sandbox(cfg.sandbox.with_limits(cfg.swe.limits)), cfg.sandbox.python,
-                             SnapshotCache().get(REPO), slot=2999)
+                             SnapshotCache().get(REPO))
     yield s
     s.close()
 

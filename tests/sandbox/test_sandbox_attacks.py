@@ -21,7 +21,11 @@ from relayrl.reward.verifiers.code import CodeVerifier
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing: scripts/setup.sh installs it")
 
 SECRET = "relayrl-secret-4c1f9e"
-CFG = RewardConfig(sandbox=SandboxConfig(memory_mb=256, max_processes=32, tmpfs_mb=8, max_output_bytes=65536),
+# A uid range of this test process's own (uids are leased host-wide, but other processes' jobs in
+# a shared range would show up in `sandbox_processes`).
+UID_BASE = 2_500_000 + (os.getpid() % 10_000) * 64
+CFG = RewardConfig(sandbox=SandboxConfig(memory_mb=256, max_processes=32, tmpfs_mb=8, max_output_bytes=65536,
+                                         uid_base=UID_BASE, uid_count=64),
                    code=CodeConfig(concurrency=2, cache_size=0))
 
 
@@ -34,8 +38,13 @@ def verifier():
     del os.environ["RELAYRL_TEST_SECRET"]
 
 
-def sandbox_processes() -> list[int]:
-    """Host processes running as one of the sandbox's job uids."""
+def sandbox_processes(verifier) -> list[int]:
+    """Host processes running as one of the sandbox's job uids, but for the sandboxes the
+    verifier keeps started for its next jobs (`code.prespawn`: they hold no job yet)."""
+    idle = set()
+    if verifier.prespawned is not None:
+        verifier.prespawned.settle()
+        idle = verifier.prespawned.idle_uids()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -43,13 +52,17 @@ def sandbox_processes() -> list[int]:
                 uid = int((entry / "status").read_text().split("\nUid:")[1].split()[0])
             except (OSError, IndexError):
                 continue
-            if CFG.sandbox.uid_base <= uid < CFG.sandbox.uid_base + 64:
+            if CFG.sandbox.uid_base <= uid < CFG.sandbox.uid_base + CFG.sandbox.uid_count and uid not in idle:
                 found.append(int(entry.name))
     return found
 
 
-def job_cgroups() -> list[Path]:
-    return [p for p in Path("/sys/fs/cgroup").rglob("relayrl-job-*") if p.is_dir()]
+def job_cgroups(verifier) -> list[Path]:
+    """This process's job cgroups (other processes on the host may be running jobs of their own),
+    but for those of the sandboxes kept started for the next jobs."""
+    idle = {path for job in (verifier.prespawned.idle_cgroups() if verifier.prespawned else [])
+            for path in job.dirs.values()}
+    return [p for p in Path("/sys/fs/cgroup").rglob(f"relayrl-job-{os.getpid()}-*") if p.is_dir() and p not in idle]
 
 
 def stdio(expected: str, timeout_s: float = 2.0, stdin: str = "") -> str:
@@ -62,8 +75,9 @@ def judge(verifier, program: str, spec: str):
     assert score.outcome in ("fail", "infra_error"), (score.outcome, score.details)
     assert score.reward == 0.0
     assert time.monotonic() - started < 30
-    assert sandbox_processes() == [], "a process of the job outlived it"
-    assert job_cgroups() == [], "a job cgroup outlived the job"
+    leaked = sandbox_processes(verifier)
+    assert leaked == [], ("a process of the job outlived it", [Path(f"/proc/{p}/status").read_text()[:200] for p in leaked])
+    assert job_cgroups(verifier) == [], "a job cgroup outlived the job"
     return score
 
 
@@ -250,7 +264,7 @@ def test_a_detached_daemon_is_killed_with_the_job(verifier):
         """
     score = verifier.score(textwrap.dedent(program), stdio("done"))
     assert score.outcome == "pass", score.details
-    assert sandbox_processes() == [] and job_cgroups() == []
+    assert sandbox_processes(verifier) == [] and job_cgroups(verifier) == []
 
 
 ASSERT_SPEC = json.dumps({"kind": "assert", "entry_point": "add", "timeout_s": 3,

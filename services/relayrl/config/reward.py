@@ -41,6 +41,8 @@ class CodeConfig(Section):
     """Reward the share of test cases passed instead of all or nothing (a spec's `partial_credit` overrides it)."""
     cache_size: int = Field(10_000, ge=0)
     """Results kept by content hash of (program, spec); 0 disables the cache."""
+    prespawn: bool = True
+    """Keep two sandboxes per job slot started ahead of their jobs (the judge waiting for its input): a job pays none of its sandbox's start-up; each waiting sandbox holds a uid and a few idle processes."""
 
 
 class LaneConfig(Section):
@@ -125,7 +127,11 @@ class RewardConfig(Section):
     workers: int = Field(1, ge=1)
     """Verifier worker processes."""
     timeout_s: float = Field(5.0, gt=0)
-    """Deadline for one math verification; past it the sample is an infrastructure error."""
+    """How long a math verification may go without CPU progress (a stopped or starved worker) before it is an infrastructure error (also: any check still running after 10 x timeout_s); the answer's own cost is bounded by verify_cpu_s."""
+    verify_cpu_s: float | None = Field(None, gt=0)
+    """CPU seconds one math verification may use (read every 50 ms, and enforced by RLIMIT_CPU rounded up to whole seconds); an answer that spends them fails: too costly to check, the model's fault. null: half of timeout_s."""
+    verify_memory_mb: int = Field(1024, ge=64)
+    """Address space a math-verify worker may add to its size at start; an answer that needs more fails."""
     max_response_chars: int = Field(20_000, gt=0)
     """Longer responses are cut to their last characters before parsing."""
     max_attempts: int = Field(3, ge=1)
@@ -144,3 +150,15 @@ class RewardConfig(Section):
     """The SWE verifier."""
     slow_lane: SlowLaneConfig = SlowLaneConfig()
     """The slow lane of long jobs (SWE) and its reward workers."""
+
+    @property
+    def verify_cpu_budget_s(self) -> float:
+        """The CPU budget of one math verification (`verify_cpu_s`, or half of `timeout_s`)."""
+        return self.verify_cpu_s if self.verify_cpu_s is not None else self.timeout_s / 2
+
+    @model_validator(mode="after")
+    def _budget_within_deadline(self) -> RewardConfig:
+        if self.verify_cpu_budget_s >= self.timeout_s:
+            raise ValueError("reward.verify_cpu_s must be less than reward.timeout_s, so that a worker with a "
+                             "fair share of a core spends its budget well before 10 x timeout_s (an infrastructure error)")
+        return self

@@ -45,7 +45,9 @@ class SandboxConfig(SandboxLimits):
     python: str = "/usr/bin/python3"
     """Interpreter inside the sandbox (the host's, mounted read-only with /usr)."""
     uid_base: int = Field(1_800_000, ge=1000, le=4_000_000_000)
-    """When the service is root, job slot i runs as host uid uid_base + i (uids no one else uses)."""
+    """When the service is root, each job runs as a host uid of [uid_base, uid_base + uid_count), leased host-wide for the job's life (uids no one else uses)."""
+    uid_count: int = Field(4096, ge=1, le=1_000_000)
+    """How many uids from uid_base the sandbox's jobs may lease: the most jobs running at once on one host."""
 
     def with_limits(self, limits: SandboxLimits) -> SandboxConfig:
         """This sandbox with another job's limits (the SWE verifier's)."""

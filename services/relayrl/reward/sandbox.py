@@ -8,9 +8,10 @@ A job is one command run under these layers, each of which holds on its own:
   runtime's masked /proc refuses a fresh one), a minimal `/dev`, and size-capped tmpfs on `/tmp`
   and `/dev/shm`; no network device but loopback; no nested user namespaces (`--disable-userns`
   with a fresh /proc; the seccomp filter forbids them either way); a new session.
-- **an unprivileged uid**: where the service runs as root, bwrap itself is started as uid
-  `uid_base + slot` (a uid no one else uses, one per concurrent job), so the code is not root on
-  the host even if a namespace were escaped; inside it is `nobody` (65534).
+- **an unprivileged uid**: where the service runs as root, bwrap itself is started as a uid of
+  `[uid_base, uid_base + uid_count)` leased for the job's life host-wide (`uids.py`: no other job
+  of any process on the host has it meanwhile), so the code is not root on the host even if a
+  namespace were escaped, and per-uid limits bound this job alone; inside it is `nobody` (65534).
 - **rlimits** on the job's first process, inherited by all it forks: CPU seconds, address space,
   file size, open files, processes.
 - **cgroup** memory and pids limits for the whole job where the host allows them (`cgroups.py`,
@@ -24,11 +25,14 @@ A job is one command run under these layers, each of which holds on its own:
 - **a scrubbed environment**: nothing of the service's environment is passed in.
 
 The verdict channel: a pipe whose read end only the service holds; the trusted harness inside
-(its number replaces `{verdict_fd}` in the command) writes to it, and closes it to everything it starts (`sandbox_harness.py`).
+(its number replaces `{verdict_fd}` in the command) writes to it, and closes it to everything it starts (`inside/harness.py`).
 
 Job setup is race-free: the rlimits are set by `prlimit` before bwrap starts, and bwrap reports its
 sandbox init's pid (`--info-fd`) and waits (`--block-fd`) while the service moves that pid into
-the cgroup; only then does anything untrusted run.
+the cgroup; only then does anything untrusted run. `run` is `start` (set up, return a
+`StartedJob` running under every layer, before it has any input: a job may be started ahead of
+its input, `prespawn.py`) then `StartedJob.finish` (feed, read, deadline, clean-up:
+`sandbox_job.py`).
 
 At start the sandbox runs one empty job: where bwrap is missing, or cannot create its namespaces
 here (a container's seccomp profile, a masked /proc, a kernel that forbids user namespaces), the
@@ -50,11 +54,9 @@ import logging
 import os
 import selectors
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import Gauge
@@ -62,6 +64,8 @@ from prometheus_client import Gauge
 from relayrl.config import SandboxConfig
 from relayrl.reward import seccomp_filter
 from relayrl.reward.cgroups import Cgroups
+from relayrl.reward.sandbox_job import SandboxResult, StartedJob
+from relayrl.reward.uids import UidPool
 
 log = logging.getLogger(__name__)
 
@@ -75,24 +79,6 @@ ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWR
 
 class SandboxUnavailable(RuntimeError):
     """bubblewrap is missing or cannot isolate jobs here, and the config does not allow the weak mode."""
-
-
-@dataclass
-class SandboxResult:
-    """What a job did, as observed from outside."""
-
-    exit_code: int | None
-    """The command's exit status (negative: killed by that signal); None when it never started."""
-    stdout: bytes = b""
-    stderr: bytes = b""
-    verdict: bytes = b""
-    """Bytes the trusted harness wrote to the verdict pipe."""
-    kill_reason: str | None = None
-    """Why the service killed the job: "timeout", "memory", "output"; None when it ended itself."""
-    duration_s: float = 0.0
-    error: str | None = None
-    """Set when the sandbox itself failed (an infrastructure error, not the program's fault)."""
-    details: dict = field(default_factory=dict)
 
 
 def _read_fd(fd: int, deadline: float) -> bytes:
@@ -118,57 +104,8 @@ def _read_fd(fd: int, deadline: float) -> bytes:
     return data
 
 
-class SandboxStartError(RuntimeError):
-    """The sandbox did not start (an infrastructure error); `stderr` is bwrap's."""
-
-    def __init__(self, message: str, stderr: bytes = b"") -> None:
-        super().__init__(message)
-        self.stderr = stderr
-
-
-@dataclass
-class Started:
-    """A sandboxed process that is running (`Sandbox.start`): its pipes, its init and cgroup."""
-
-    proc: subprocess.Popen | None
-    child: int
-    """The pid of the job's init (bwrap's sandbox child; the process itself in weak mode)."""
-    cgroup: object | None
-    verdict_r: int
-    """Read end of the verdict pipe (-1: none); `close` closes it."""
-    started: float
-    opened: list[int]
-    workdir: Path | None
-
-    def kill(self) -> None:
-        """Kill every process of the job (its pid namespace and its cgroup)."""
-        if self.child:
-            _kill_tree(self.child, self.cgroup)
-
-    def close(self) -> None:
-        """Kill what is left of the job and free its pipes, cgroup and files (idempotent)."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for pipe in (proc.stdin, proc.stdout, proc.stderr):
-                if pipe is not None and not pipe.closed:
-                    pipe.close()
-        if self.cgroup is not None:
-            self.cgroup.kill_all()
-            self.cgroup.remove()
-            self.cgroup = None
-        for fd in [*self.opened, *([self.verdict_r] if self.verdict_r >= 0 else [])]:
-            os.close(fd)
-        self.opened, self.verdict_r = [], -1
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
-
-
 class Sandbox:
-    """Runs commands under the layers above; thread-safe, `slot` picks the job's uid."""
+    """Runs commands under the layers above; thread-safe."""
 
     def __init__(self, cfg: SandboxConfig) -> None:
         self.cfg, self.proc = cfg, cfg.proc
@@ -176,6 +113,7 @@ class Sandbox:
         self.mode, self.reason = "bwrap", None
         self.cgroups = Cgroups(enabled=cfg.use_cgroups)
         self.as_root = os.geteuid() == 0
+        self.uids = UidPool(cfg.uid_base, cfg.uid_count) if self.as_root else None
         if self.bwrap:
             seccomp_filter.compiled()  # fail at start-up, not on the first job
             self.reason = self._probe()
@@ -195,7 +133,7 @@ class Sandbox:
     def _probe(self) -> str | None:
         """Run one empty job: None when bwrap isolates jobs here, else what stops it."""
         def failure() -> str | None:
-            result = self.run(["/usr/bin/true"], timeout_s=10.0)
+            result = self.run(["/usr/bin/true"], timeout_s=10.0, as_pid_1=True)  # reaped by bwrap itself: no orphan
             if result.error is None and result.exit_code == 0:
                 return None
             text = (result.error or result.stderr.decode(errors="replace") or f"exit code {result.exit_code}").strip()
@@ -260,49 +198,41 @@ class Sandbox:
                 "--core=0", "--"]
 
     def run(self, argv: list[str], stdin: bytes = b"", files: dict[str, bytes] | None = None,
-            timeout_s: float = 10.0, slot: int = 0, as_pid_1: bool = False) -> SandboxResult:
+            timeout_s: float = 10.0, as_pid_1: bool = False) -> SandboxResult:
         """Run `argv` in a fresh sandbox with `stdin`, the read-only `files` ({"/sandbox/x": data})
         and a verdict pipe (its fd number replaces "{verdict_fd}" in `argv`); the whole job is
         killed at `timeout_s`."""
-        started = time.monotonic()
-        try:
-            job = self.start(argv, files, slot, as_pid_1)
-        except SandboxStartError as exc:
-            return SandboxResult(None, stderr=exc.stderr, error=str(exc), duration_s=time.monotonic() - started)
-        try:
-            return self._communicate(job.proc, job.child, job.cgroup, stdin, job.verdict_r, job.started, timeout_s)
-        finally:
-            job.close()
+        return self.start(argv, files, as_pid_1).finish(stdin, timeout_s)
 
-    def start(self, argv: list[str], files: dict[str, bytes] | None = None, slot: int = 0,
-              as_pid_1: bool = False) -> Started:
-        """Start `argv` in a fresh sandbox (as `run` does) and return it running, its stdin,
-        stdout and stderr pipes and the verdict pipe's read end held by the caller, who must
-        `close()` it. Raises SandboxStartError when the sandbox does not start."""
+    def start(self, argv: list[str], files: dict[str, bytes] | None = None, as_pid_1: bool = False) -> StartedJob:
+        """Start `argv` as `run` does and return once its limits are in place and it runs,
+        before it has any input: `finish(stdin, timeout_s)` feeds it (its deadline counts from
+        then). A job started ahead of its input holds its uid and cgroup while it waits."""
         if self.mode == "unavailable":
             raise SandboxUnavailable(self.reason)
         started = time.monotonic()
-        opened: list[int] = []
+        job = StartedJob(self.cfg.max_output_bytes)
+        opened = job.opened
 
         def fd_pair() -> tuple[int, int]:
             r, w = os.pipe()
             opened.extend((r, w))
             return r, w
 
-        verdict_r, verdict_w = fd_pair()
-        info_r, info_w = fd_pair()
-        block_r, block_w = fd_pair()
-        file_fds = {}
-        for dest, data in (files or {}).items():
-            fd = os.memfd_create("relayrl-file", 0)
-            opened.append(fd)
-            os.write(fd, data)
-            os.lseek(fd, 0, os.SEEK_SET)
-            file_fds[dest] = fd
-        workdir = cgroup = proc = None
         try:
-            cgroup = self.cgroups.create(self.cfg.memory_mb << 20, self.cfg.max_processes)
-            uid = self.cfg.uid_base + slot if self.as_root else None
+            verdict_r, verdict_w = fd_pair()
+            info_r, info_w = fd_pair()
+            block_r, block_w = fd_pair()
+            file_fds = {}
+            for dest, data in (files or {}).items():
+                fd = os.memfd_create("relayrl-file", 0)
+                opened.append(fd)
+                os.write(fd, data)
+                os.lseek(fd, 0, os.SEEK_SET)
+                file_fds[dest] = fd
+            cgroup = job.cgroup = self.cgroups.create(self.cfg.memory_mb << 20, self.cfg.max_processes)
+            job.lease = self.uids.acquire() if self.uids is not None else None
+            uid = job.lease.uid if job.lease is not None else None
             if self.mode == "bwrap":
                 seccomp_fd = seccomp_filter.memfd()
                 opened.append(seccomp_fd)
@@ -310,7 +240,7 @@ class Sandbox:
                 pass_fds = (verdict_w, info_w, block_r, seccomp_fd, *file_fds.values())
                 cwd = None
             else:  # weak: no namespaces; the files go to a private read-only directory
-                workdir = Path(tempfile.mkdtemp(prefix="relayrl-weak-"))
+                workdir = job.workdir = Path(tempfile.mkdtemp(prefix="relayrl-weak-"))
                 os.chmod(workdir, 0o755)
                 for dest, data in (files or {}).items():
                     target = workdir / Path(dest).name
@@ -330,7 +260,7 @@ class Sandbox:
                 # can crash the child before it executes anything.
                 cmd = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                        "--", *cmd]
-            proc = subprocess.Popen(
+            proc = job.proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds,
                 env=env, cwd=cwd, start_new_session=True, close_fds=True)
@@ -344,88 +274,17 @@ class Sandbox:
                 except (ValueError, KeyError):
                     proc.kill()
                     _, err = proc.communicate(timeout=5)
-                    raise SandboxStartError(f"bwrap did not start: {err.decode(errors='replace')[-500:]}", err) from None
+                    job.failed = SandboxResult(None, stderr=err, duration_s=time.monotonic() - started,
+                                               error=f"bwrap did not start: {err.decode(errors='replace')[-500:]}")
+                    return job
             else:
                 child = proc.pid
             if cgroup is not None:
                 cgroup.add(child)
             if self.mode == "bwrap":
                 os.write(block_w, b"1")  # release the sandbox: its limits are in place
-            opened.remove(verdict_r)
-            return Started(proc, child, cgroup, verdict_r, started, opened, workdir)
+            job.child, job.verdict_r = child, verdict_r
+            return job
         except BaseException:
-            Started(proc, 0, cgroup, -1, started, opened, workdir).close()
+            job.close()
             raise
-
-    def _communicate(self, proc: subprocess.Popen, child: int, cgroup, stdin: bytes, verdict_r: int,
-                     started: float, timeout_s: float) -> SandboxResult:
-        cap = self.cfg.max_output_bytes
-        deadline = started + timeout_s
-        bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray(), verdict_r: bytearray()}
-        sel = selectors.DefaultSelector()
-        for fd in bufs:
-            os.set_blocking(fd, False)
-            sel.register(fd, selectors.EVENT_READ)
-        pending = memoryview(stdin)
-        stdin_fd = proc.stdin.fileno()
-        if pending:
-            os.set_blocking(proc.stdin.fileno(), False)
-            sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
-        else:
-            proc.stdin.close()
-        kill_reason = None
-        open_reads = len(bufs)
-        try:
-            while open_reads and kill_reason is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    kill_reason = "timeout"
-                    break
-                for key, _ in sel.select(left):
-                    fd = key.fd
-                    if fd == stdin_fd:
-                        try:
-                            pending = pending[os.write(fd, pending[:65536]):]
-                        except BrokenPipeError:
-                            pending = pending[:0]
-                        if not pending:
-                            sel.unregister(fd)
-                            proc.stdin.close()
-                        continue
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        sel.unregister(fd)
-                        open_reads -= 1
-                        continue
-                    bufs[fd] += chunk
-                    if len(bufs[fd]) > cap:
-                        kill_reason = "output"
-                        break
-        finally:
-            sel.close()
-        if kill_reason is not None:
-            _kill_tree(child, cgroup)
-        try:
-            proc.wait(timeout=max(0.5, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            kill_reason = kill_reason or "timeout"
-            _kill_tree(child, cgroup)
-            proc.wait()
-        if kill_reason is None and cgroup is not None and cgroup.oom_killed():
-            kill_reason = "memory"
-        if not proc.stdin.closed:
-            proc.stdin.close()
-        out, err, verdict = (bytes(bufs[k][:cap]) for k in (proc.stdout.fileno(), proc.stderr.fileno(), verdict_r))
-        proc.stdout.close()
-        proc.stderr.close()
-        return SandboxResult(proc.returncode, out, err, verdict, kill_reason, time.monotonic() - started)
-
-
-def _kill_tree(child: int, cgroup) -> None:
-    """Kill the job's init (the kernel then kills its whole pid namespace) and its cgroup."""
-    try:
-        os.kill(child, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if cgroup is not None:
-        cgroup.kill_all()

@@ -159,6 +159,8 @@ class RewardService:
             raise ValueError(self._unknown_kind(kind))
         if reason := self.verifiers[kind].unavailable():
             raise ValueError(f"task kind {kind!r} is disabled: {reason}")
+        if reason := self.verifiers[kind].refusal(reference):
+            raise ValueError(f"the request: {reason}")
         with self._lock:
             lane = self._admit(kind, 1)
         try:

@@ -29,7 +29,8 @@ import selectors
 import time
 from pathlib import Path
 
-from relayrl.reward.sandbox import Sandbox, SandboxStartError, Started
+from relayrl.reward.sandbox import Sandbox
+from relayrl.reward.sandbox_job import StartedJob
 
 SHELL = Path(__file__).parent / "inside" / "shell.py"
 REPLY_GRACE_S = 5.0
@@ -48,7 +49,7 @@ class SessionError(RuntimeError):
 class SandboxSession:
     """One episode's sandbox, serving requests until `close`; not thread-safe (one episode)."""
 
-    def __init__(self, job: Started, prepare_s: float) -> None:
+    def __init__(self, job: StartedJob, prepare_s: float) -> None:
         self.job = job
         self.prepare_s = prepare_s
         """Seconds from starting the sandbox to the workspace being ready."""
@@ -59,16 +60,18 @@ class SandboxSession:
         self._buf = bytearray()
 
     @classmethod
-    def start(cls, sandbox: Sandbox, python: str, archive: bytes, slot: int = 0,
-              timeout_s: float = 60.0) -> SandboxSession:
+    def start(cls, sandbox: Sandbox, python: str, archive: bytes, timeout_s: float = 60.0) -> SandboxSession:
         """A session with `archive` (an uncompressed tar of the repository) extracted and ready."""
         started = time.monotonic()
         files = {"/sandbox/shell.py": SHELL.read_bytes(), "/sandbox/repo.tar": archive}
         try:
             job = sandbox.start([python, "-I", "/sandbox/shell.py", "{verdict_fd}", "/sandbox/repo.tar"], files=files,
-                                slot=slot, as_pid_1=True)
-        except (SandboxStartError, OSError) as exc:
+                                as_pid_1=True)
+        except OSError as exc:
             raise SessionError(f"the sandbox did not start: {exc}", infra=True) from exc
+        if job.failed is not None:
+            job.close()
+            raise SessionError(f"the sandbox did not start: {job.failed.error}", infra=True)
         session = cls(job, 0.0)
         try:
             ready = session._reply(started + timeout_s)

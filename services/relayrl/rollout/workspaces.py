@@ -44,10 +44,6 @@ WAIT = Histogram("relayrl_agent_workspace_wait_seconds", "Time an episode waited
 PREPARE = Histogram("relayrl_agent_workspace_prepare_seconds", "Starting a workspace's sandbox and extracting its "
                     "repository.", buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
 
-SLOT_BASE = 2000
-"""Sandbox slots (uids) of episode workspaces start here, after the code and SWE verifiers' slots."""
-
-
 class WorkspacePool:
     """Prepared sessions per task; thread-safe."""
 
@@ -59,9 +55,6 @@ class WorkspacePool:
         self._lock = threading.Lock()
         self._spares: OrderedDict[str, deque[SandboxSession]] = OrderedDict()
         self._refilling: dict[str, int] = {}
-        self._free_slots: list[int] = []
-        self._next_slot = itertools.count(SLOT_BASE)
-        self._slots: dict[int, int] = {}  # id(session) -> its slot
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
         self._closed = False
@@ -92,12 +85,8 @@ class WorkspacePool:
         return session
 
     def release(self, session: SandboxSession) -> None:
-        """Close a session `acquire` gave out and free its slot."""
+        """Close a session `acquire` gave out (its uid goes back to the host-wide pool)."""
         session.close()
-        with self._lock:
-            slot = self._slots.pop(id(session), None)
-            if slot is not None:
-                self._free_slots.append(slot)
 
     def spares(self, task: SweTask) -> int:
         """Prepared sessions waiting for `task`."""
@@ -125,9 +114,6 @@ class WorkspacePool:
     def _discard(self, session: SandboxSession) -> None:
         """Drop a dead spare (under the lock)."""
         session.close()
-        slot = self._slots.pop(id(session), None)
-        if slot is not None:
-            self._free_slots.append(slot)
 
     def _refill(self, task: SweTask) -> None:
         key = str(task.repo)
@@ -146,17 +132,8 @@ class WorkspacePool:
             self._jobs.put((1, next(self._order), task, None))
 
     def _start(self, task: SweTask) -> SandboxSession:
-        with self._lock:
-            slot = self._free_slots.pop() if self._free_slots else next(self._next_slot)
-        try:
-            session = SandboxSession.start(self.sandbox, self.python, self.snapshots.get(task.repo), slot=slot,
-                                           timeout_s=self.prepare_timeout_s)
-        except BaseException:
-            with self._lock:
-                self._free_slots.append(slot)
-            raise
-        with self._lock:
-            self._slots[id(session)] = slot
+        session = SandboxSession.start(self.sandbox, self.python, self.snapshots.get(task.repo),
+                                       timeout_s=self.prepare_timeout_s)
         PREPARE.observe(session.prepare_s)
         return session
 

@@ -99,3 +99,27 @@ def test_language_consistency_is_the_share_of_words_in_the_prompts_script():
     assert language_consistency("<think>Сначала сложим числа</think>", "Сколько будет 2+3?") == 1.0
     assert language_consistency("<think>First add</think>", "Сколько будет 2+3?") == 0.0
     assert language_consistency("<think>2 + 3 = 5</think>", "What?") == 1.0
+
+
+@needs_bwrap
+def test_programs_run_as_python_dash_I_main_py_would(verifier):
+    """The zygote forks each case's program instead of starting an interpreter: what a program
+    can observe of that must match `python3 -I /tmp/main.py` (threads joined and atexit run at
+    exit, exit codes, tracebacks naming the program's lines, `__main__`, argv, stdin)."""
+    def case(program: str, stdout: str, stdin: str = "") -> dict:
+        score = verifier.score(program, json.dumps({"kind": "stdio", "cases": [{"stdin": stdin, "stdout": stdout}]}))
+        return score.details["cases"][0]
+
+    threaded = ("import sys, threading\nthreading.stack_size(1 << 26)\ndef main():\n    import time\n"
+                "    time.sleep(0.1)\n    print(sum(map(int, sys.stdin.read().split())))\n"
+                "threading.Thread(target=main).start()\n")
+    assert case(threaded, "6", "1 2 3")["status"] == "pass"
+    assert case("import atexit\natexit.register(lambda: print('bye'))\nprint('hi')", "hi\nbye")["status"] == "pass"
+    assert case("print(__name__, __file__, __import__('sys').argv)",
+                "__main__ /tmp/main.py ['/tmp/main.py']")["status"] == "pass"
+    exited = case("import sys\nprint('x')\nsys.exit(3)", "x")
+    assert exited["status"] == "error" and exited["detail"]["exit_code"] == 3
+    crashed = case("x = 1\ny = x / 0\n", "")
+    assert crashed["detail"]["exit_code"] == 1
+    assert 'File "/tmp/main.py", line 2' in crashed["detail"]["stderr"] and "ZeroDivisionError" in crashed["detail"]["stderr"]
+    assert "SyntaxError" in case("def f(:\n  pass", "")["detail"]["stderr"]

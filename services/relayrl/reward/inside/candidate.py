@@ -1,15 +1,12 @@
-"""Hosts the untrusted program for assert tests (runs in its own process inside the sandbox).
+"""Hosts the untrusted program for assert tests: a case child of the zygote, inside the sandbox.
 
 It executes the program, then answers calls of the entry point sent by the trusted checker over
 two pipes, with values in the plain-data wire format. Everything here is in the candidate's
-reach (the program can replace any of it): the only power that gives it is to choose what its
-function returns, which is exactly what is being tested.
+reach (the program can replace any of it, or write any bytes to the reply pipe): the only power
+that gives it is to choose what its function returns or raises, which is what is being tested,
+and the checker decodes every reply as hostile (`checker.py`, `wire.py`).
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wire
 
 
@@ -17,12 +14,11 @@ def _exception(exc):
     return {"raise": [type(exc).__name__, str(exc)[:500]]}
 
 
-def main():
-    requests, replies = int(sys.argv[1]), int(sys.argv[2])
-    setup = wire.receive(requests)
+def serve(requests, replies, setup):
+    """Load the program, report whether that worked, then answer calls until the channel closes."""
     namespace = {"__name__": "candidate", "__builtins__": __builtins__}
     try:
-        exec(compile(setup["prelude"] + "\n" + setup["program"], "program.py", "exec"), namespace)
+        exec(compile(setup.get("prelude", "") + "\n" + setup["program"], "program.py", "exec"), namespace)
         function = namespace[setup["entry_point"]]
     except BaseException as exc:  # the program's own failure: report it, the checker fails the case
         wire.send(replies, _exception(exc))
@@ -40,7 +36,3 @@ def main():
         except BaseException as exc:  # reported to the checker as the call's exception
             reply = _exception(exc)
         wire.send(replies, reply)
-
-
-if __name__ == "__main__":
-    main()

@@ -5,13 +5,28 @@ sets and frozensets of them, each matched by its *exact* type, so a subclass wit
 that is always true, or any other object, arrives as `Opaque`, which refuses every comparison,
 truth test, hash and iteration: a test that looks at it fails. Messages are JSON (parsing JSON
 runs no code, unlike pickle) framed by a 4-byte length and capped in size and nesting depth.
+
+The checker decodes what the candidate sends as hostile input (the candidate process can write
+any bytes to its reply pipe, not only what `encode` makes): `decode` is linear in the message's
+size and raises `WireError` for anything malformed (an unknown tag, a body of the wrong type, an
+integer past Python's 4300-digit conversion limit, nesting past `MAX_DEPTH`). Values that would
+steer the checker's own code become `Opaque` instead of data: NaN (every ordered comparison with
+it is False, so `assert not abs(got - want) > tol` would hold) and sets or dict keys whose hashes
+collide (building them takes quadratic time). Infinities stay floats: their order is total.
 """
 
 import json
+import math
 import struct
 
 MAX_MESSAGE = 16 << 20
 MAX_DEPTH = 64
+MAX_SAME_HASH = 8
+"""More members of one set (or keys of one dict) with the same hash than this: a collision attack."""
+
+
+class WireError(ValueError):
+    """A message from the candidate that is not a well-formed value."""
 
 
 class Opaque:
@@ -27,8 +42,10 @@ class Opaque:
         raise TypeError("the candidate returned a %s, which is not plain data" % self.type_name)
 
     __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __hash__ = __len__ = _refuse
-    __iter__ = __contains__ = __getitem__ = __float__ = __int__ = __index__ = _refuse
+    __iter__ = __contains__ = __getitem__ = __float__ = __int__ = __index__ = __complex__ = _refuse
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __abs__ = _refuse
+    __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __pow__ = __rpow__ = _refuse
+    __neg__ = __pos__ = __round__ = __trunc__ = __floor__ = __ceil__ = _refuse
 
 
 def encode(value, depth=0):
@@ -56,39 +73,95 @@ def encode(value, depth=0):
     return {"opaque": t.__name__}
 
 
-def decode(data):
-    """The inverse of `encode`; unknown tags are errors, hashing failures become Opaque."""
+def _float(body):
+    if type(body) is not str or len(body) > 64:
+        raise WireError("a float must be a short string")
+    try:
+        return float(body)
+    except ValueError:
+        raise WireError("not a float: %r" % body[:64]) from None
+
+
+def _collide(items):
+    """True when more than MAX_SAME_HASH items share one hash (TypeError: unhashable)."""
+    counts = {}
+    for item in items:
+        h = hash(item)
+        counts[h] = counts.get(h, 0) + 1
+        if counts[h] > MAX_SAME_HASH:
+            return True
+    return False
+
+
+def _list(body):
+    if type(body) is not list:
+        raise WireError("a container body must be a list")
+    return body
+
+
+def decode(data, depth=0):
+    """The inverse of `encode` for hostile input: WireError when malformed, Opaque for values
+    that are not inert data (see the module's docstring)."""
+    if depth > MAX_DEPTH + 1:
+        raise WireError("value nested deeper than %d" % MAX_DEPTH)
     if data is None or type(data) is bool:
         return data
+    if type(data) is not dict or len(data) != 1:
+        raise WireError("a value must be a one-key object")
     (tag, body), = data.items()
     if tag == "i":
-        return int(body)
-    if tag == "f":
-        return float(body)
-    if tag == "s":
-        return str(body)
-    if tag == "b":
-        return bytes.fromhex(body)
-    if tag == "c":
-        return complex(float(body[0]), float(body[1]))
-    if tag == "l":
-        return [decode(v) for v in body]
-    if tag == "t":
-        return tuple(decode(v) for v in body)
-    if tag in ("set", "fs"):
-        items = [decode(v) for v in body]
+        if type(body) is not str or len(body) > 4100:
+            raise WireError("an int must be a decimal string of at most 4100 characters")
         try:
+            return int(body)
+        except ValueError:
+            raise WireError("not an int") from None
+    if tag == "f":
+        value = _float(body)
+        return Opaque("NaN") if math.isnan(value) else value
+    if tag == "s":
+        if type(body) is not str:
+            raise WireError("a str must be a string")
+        return body
+    if tag == "b":
+        if type(body) is not str:
+            raise WireError("bytes must be a hex string")
+        try:
+            return bytes.fromhex(body)
+        except ValueError:
+            raise WireError("not hex") from None
+    if tag == "c":
+        if type(body) is not list or len(body) != 2:
+            raise WireError("a complex must be two floats")
+        value = complex(_float(body[0]), _float(body[1]))
+        return Opaque("complex NaN") if math.isnan(value.real) or math.isnan(value.imag) else value
+    if tag == "l":
+        return [decode(v, depth + 1) for v in _list(body)]
+    if tag == "t":
+        return tuple(decode(v, depth + 1) for v in _list(body))
+    if tag in ("set", "fs"):
+        items = [decode(v, depth + 1) for v in _list(body)]
+        try:
+            if _collide(items):
+                return Opaque("set of colliding hashes")
             return set(items) if tag == "set" else frozenset(items)
         except TypeError:
             return Opaque("unhashable set member")
     if tag == "d":
+        pairs = []
+        for pair in _list(body):
+            if type(pair) is not list or len(pair) != 2:
+                raise WireError("a dict item must be a [key, value] pair")
+            pairs.append((decode(pair[0], depth + 1), decode(pair[1], depth + 1)))
         try:
-            return {decode(k): decode(v) for k, v in body}
+            if _collide(k for k, _ in pairs):
+                return Opaque("dict of colliding key hashes")
+            return dict(pairs)
         except TypeError:
             return Opaque("unhashable dict key")
     if tag == "opaque":
-        return Opaque(str(body))
-    raise ValueError("unknown wire tag %r" % tag)
+        return Opaque(str(body)[:100])
+    raise WireError("unknown wire tag %r" % str(tag)[:20])
 
 
 def send(fd, message):
@@ -125,8 +198,16 @@ def _read_exact(fd, n, deadline):
 
 
 def receive(fd, deadline=None):
-    """Read one framed JSON message (EOFError on a closed channel, TimeoutError at `deadline`)."""
+    """Read one framed JSON message (EOFError on a closed channel, TimeoutError at `deadline`,
+    WireError when it is not a JSON object within the caps)."""
     (size,) = struct.unpack(">I", _read_exact(fd, 4, deadline))
     if size > MAX_MESSAGE:
-        raise ValueError("message of %d bytes exceeds the cap" % size)
-    return json.loads(_read_exact(fd, size, deadline))
+        raise WireError("message of %d bytes exceeds the cap" % size)
+    raw = _read_exact(fd, size, deadline)
+    try:
+        message = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested past the parser's stack
+        raise WireError("not JSON: %s" % type(exc).__name__) from None
+    if type(message) is not dict:
+        raise WireError("a message must be a JSON object")
+    return message

@@ -11,10 +11,14 @@ starts, so the tests cannot write the verdict. Steps:
    so a half-applied patch is never tested; the reasons of every failed try go in the verdict;
 3. restore the task's test files and the files that steer pytest (conftest.py, pytest.ini,
    tox.ini, setup.cfg, pyproject.toml, sitecustomize.py, usercustomize.py, *.pth) to the snapshot's
-   content, deleting any the patch added: a patch cannot edit the judge;
+   content, deleting any the patch added: a patch cannot edit the judge; then append the job's
+   sentinel tests (`relayrl.reward.swe.tamper`) to the restored test files;
 4. run the test command with `--junitxml` (pytest's built-in JUnit XML report, xunit1 so each
    case names its file), its output to a file and its deadline enforced on its whole session;
-5. write one JSON verdict (apply result, restored paths, exit code, the XML report) to the pipe.
+5. write one JSON verdict (apply result, restored paths, exit code, the XML report) to the pipe,
+   after `{"event": "untrusted"}` (written once the snapshot is extracted, before the patch is
+   applied): a harness failure after that line is the patch's doing (`relayrl.reward.verdict`).
+   SIGINT keeps its default disposition, so the tests (pid 1's namespace) cannot interrupt it.
 
 The host grades from the XML by test id; stdout is only kept (a tail) for people to read.
 """
@@ -99,6 +103,14 @@ def restore(work, archive, test_files):
     return restored
 
 
+def plant(work, sentinels):
+    """Append each test file's sentinel tests (after `restore`: the snapshot's file plus them)."""
+    for rel, code in sentinels.items():
+        with open(os.path.join(work, rel), "ab") as fh:
+            fh.write(code.encode())
+    return sorted(sentinels)
+
+
 def run_tests(work, job):
     report = os.path.join(tempfile.mkdtemp(prefix="report-"), "junit.xml")
     argv = list(job["test_command"])
@@ -130,26 +142,34 @@ def run_tests(work, job):
 
 def main():
     verdict_fd, archive_path = int(sys.argv[1]), sys.argv[2]
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # pid 1: the tests cannot interrupt the harness
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
     os.set_inheritable(verdict_fd, False)
     verdict = {}
+    out = os.fdopen(verdict_fd, "w")
     try:
         job = json.loads(sys.stdin.buffer.read())
         if "pytest" in job["test_command"] and importlib.util.find_spec("pytest") is None:
             raise RuntimeError(f"pytest is not installed for the sandbox's interpreter {sys.executable}")
+        for tool in ("git", "patch"):  # checked here: a failure to apply must be the patch's alone
+            if shutil.which(tool) is None:
+                raise RuntimeError(f"{tool} is not installed in the sandbox")
         work = tempfile.mkdtemp(prefix="ws-")
         with tarfile.open(archive_path) as archive:
             archive.extractall(work)
+            out.write('{"event": "untrusted"}\n')  # from here on the patch steers what runs
+            out.flush()
             patch_path = os.path.join(tempfile.mkdtemp(prefix="patch-"), "model.patch")
             with open(patch_path, "w", encoding="utf-8") as fh:
                 fh.write(job["patch"])
             verdict["apply"] = apply_patch(work, patch_path)
             if verdict["apply"]["ok"]:
                 verdict["restored"] = restore(work, archive, job["test_files"])
+                verdict["planted"] = plant(work, job.get("sentinels", {}))
                 verdict.update(run_tests(work, job))
-    except Exception as exc:  # the verdict must say the harness broke (an infrastructure error)
+    except Exception as exc:  # the verdict says the harness broke (whose fault: the "untrusted" line)
         verdict = {"error": f"harness: {type(exc).__name__}: {exc}"}
-    with os.fdopen(verdict_fd, "w") as out:
+    with out:
         out.write(json.dumps(verdict))
     if os.getpid() == 1:  # pid 1 of the job's namespace: nothing the tests started outlives it
         try:

@@ -82,8 +82,11 @@ class Verifier(ABC):
         """Judge `response` against `reference` (a gold answer, a test spec)."""
 
     def refusal(self, reference: str) -> str | None:
-        """Why no response to a prompt with this `reference` can be scored (a data error: e.g. the
-        task it names does not load), or None. The reward service dead-letters such prompts."""
+        """Why no response to a prompt with this `reference` can be scored, or None: the data's
+        fault (a test spec that does not parse, a task that does not load), found by checks that
+        are cheap and certain. The reward service refuses such work when it arrives: a group's
+        prompt is dead-lettered, a Score request is INVALID_ARGUMENT; never scored infra_error
+        after every retry. `score` still answers `infra_error` for data faults found later."""
         return None
 
     def close(self) -> None:

@@ -3,29 +3,35 @@
 The reference of a "code" prompt is a JSON test spec (`code_spec`: stdio cases or assert tests).
 stdio: every output line is compared with the expected one (trailing whitespace ignored; a
 missing or extra line fails; a non-zero exit fails). assert: the test code runs in the trusted
-harness and calls the entry point in a separate process (`reward/inside/harness.py`).
-`timeout_s` is per case; `early_stop` (default from config) stops at the first failing case. The
-program is the last ```python fenced block of the response (or the whole response when it has
-no fence), between the spec's trusted `prefix` and `suffix` when it has them.
+judge and calls the entry point in a separate process (`reward/inside/checker.py`), with only
+inert data crossing back. `timeout_s` is per case; `early_stop` (default from config) stops at
+the first failing case. The program is the last ```python fenced block of the response (or the
+whole response when it has no fence), between the spec's trusted `prefix` and `suffix` when it
+has them.
 
 One sandbox job per (program, spec): every case runs in it, with per-case results in
 `details["cases"]`. Results are cached by a content hash of (program, spec), and concurrent
 requests for the same content share one job, so a retried request (same sample, same tests) is
 idempotent and costs nothing. Outcome: `pass` when every case passed; `fail` when any failed,
-timed out or the program exhausted a limit; `infra_error` when the sandbox itself failed or the
-spec is malformed (the data's fault, not the model's). The accuracy component is 1 for `pass`
-and 0 otherwise, or with partial credit (`reward.code.partial_credit`, or the spec's
-`partial_credit`) the share of cases passed, every case run (no early stop).
+timed out or the program exhausted a limit, and whenever the judge ends without a verdict after
+telling the service the program was about to run (only the program shares the sandbox with it),
+unless the judge died of a SIGKILL the service did not send; `infra_error` when the sandbox
+itself failed, the judge failed before anything untrusted ran, or the spec is malformed (the
+data's fault: the reward service refuses such a request before scoring, `refusal`). The
+accuracy component is 1 for `pass` and 0 otherwise, or with partial credit
+(`reward.code.partial_credit`, or the spec's `partial_credit`) the share of cases passed, every
+case run (no early stop).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
-import queue
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
 from pathlib import Path
@@ -34,7 +40,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from relayrl.config import RewardConfig
 from relayrl.reward.errors import SpecError
-from relayrl.reward.sandbox import Sandbox, SandboxResult
+from relayrl.reward.prespawn import Prespawned
+from relayrl.reward.sandbox import Sandbox
+from relayrl.reward.sandbox_job import SandboxResult
+from relayrl.reward.verdict import read_verdict, responses_fault
 from relayrl.reward.verifiers.answer import format_reward
 from relayrl.reward.verifiers.base import SandboxedVerifier, Score
 from relayrl.reward.verifiers.code_spec import extract_program, parse_spec, program_of
@@ -52,7 +61,7 @@ MODE = Gauge("relayrl_sandbox_mode", "1 for the isolation mode untrusted code ru
              "(bwrap, weak, unavailable).", ["mode"])
 
 INSIDE = Path(__file__).parent.parent / "inside"  # relayrl/reward/inside: files copied into the sandbox
-HARNESS_FILES = ("harness.py", "candidate.py", "wire.py")
+HARNESS_FILES = ("harness.py", "zygote.py", "checker.py", "candidate.py", "wire.py")
 _CASE_KILLS = {"timeout": "timeout", "output": "output", "killed": "signal"}
 
 
@@ -67,16 +76,31 @@ class CodeVerifier(SandboxedVerifier):
         for mode in ("bwrap", "weak", "unavailable"):
             MODE.labels(mode).set(1.0 if mode == self.sandbox.mode else 0.0)
         self.concurrency = self.code.concurrency or os.cpu_count() or 1
-        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for slot in range(self.concurrency):
-            self._slots.put(slot)
+        self._slots = threading.BoundedSemaphore(self.concurrency)  # jobs at once; each leases its own uid
         self._files = {f"/sandbox/{name}": (INSIDE / name).read_bytes() for name in HARNESS_FILES}
+        self._argv = [cfg.sandbox.python, "-I", "-S", "/sandbox/harness.py", "{verdict_fd}"]
+        self.prespawned = None
+        if self.code.prespawn and self.sandbox.mode != "unavailable":
+            # two per slot: starting one is mostly waiting (execs, namespaces), so more start at once
+            self.prespawned = Prespawned(self.sandbox, self._argv, self._files, True, 2 * self.concurrency)
+            weakref.finalize(self, self.prespawned.close)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Score] = OrderedDict()
         self._running: dict[str, Future] = {}
 
     def lane_workers(self) -> int:
-        return self.concurrency  # one lane thread per sandbox slot
+        return self.concurrency  # one lane thread per sandbox job
+
+    def close(self) -> None:
+        if self.prespawned is not None:
+            self.prespawned.close()
+
+    def refusal(self, reference: str) -> str | None:
+        try:
+            parse_spec(reference, self.code.max_cases, self.code.max_timeout_s)
+        except SpecError as exc:
+            return f"bad code reference: {exc}"
+        return None
 
     def score(self, response: str, reference: str) -> Score:
         started = time.monotonic()
@@ -148,13 +172,10 @@ class CodeVerifier(SandboxedVerifier):
         if spec["kind"] == "assert":
             del job["cases"]  # placeholders counting the cases; the harness builds them from the test
         deadline = min(self.code.max_job_s, spec["timeout_s"] * len(spec["cases"]) + 5.0)
-        slot = self._slots.get()
-        try:
-            result = self.sandbox.run([self.cfg.sandbox.python, "-I", "-S", "/sandbox/harness.py", "{verdict_fd}"],
-                                      stdin=json.dumps(job).encode(), files=self._files, timeout_s=deadline,
-                                      slot=slot, as_pid_1=True)
-        finally:
-            self._slots.put(slot)
+        with self._slots:
+            started = self.prespawned.take() if self.prespawned is not None else \
+                self.sandbox.start(self._argv, self._files, as_pid_1=True)
+            result = started.finish(marshal.dumps(job), deadline)
         JOB_SECONDS.observe(result.duration_s)
         score = self._outcome(result, len(spec["cases"]))
         JOBS.labels(score.outcome).inc()
@@ -167,15 +188,17 @@ class CodeVerifier(SandboxedVerifier):
             details["killed"] = result.kill_reason
         if result.error:
             return Score.infra_error(f"sandbox failed: {result.error}", **details)
-        try:
-            verdict = json.loads(result.verdict)
-            cases = verdict["cases"]
-        except (ValueError, KeyError, TypeError):
-            if result.kill_reason:  # the program exhausted a limit before the judge could answer
+        untrusted, verdict = read_verdict(result.verdict)
+        if verdict is not None and "error" in verdict:  # the judge failed before the program ran
+            return Score.infra_error(f"the harness failed: {verdict['error']}", **details)
+        if verdict is None or not isinstance(verdict.get("cases"), list):
+            if responses_fault(result, untrusted):  # a limit the program exhausted, or the program's doing
+                why = f"killed ({result.kill_reason})" if result.kill_reason else f"exit status {result.exit_code}"
                 return Score("fail", 0.0, {"accuracy": 0.0, "pass_rate": 0.0},
-                             {**details, "reason": f"job killed ({result.kill_reason}) before a verdict"})
+                             {**details, "reason": f"the job ended without a verdict after the program started ({why})"})
             return Score.infra_error("the harness gave no verdict", exit_code=result.exit_code,
                                      stderr=result.stderr.decode(errors="replace")[-800:], **details)
+        cases = verdict["cases"]
         for case in cases:
             if case["status"] in _CASE_KILLS:
                 KILLS.labels(_CASE_KILLS[case["status"]]).inc()

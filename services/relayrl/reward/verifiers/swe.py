@@ -12,11 +12,12 @@ patch does not apply, or any required test fails, is skipped, or is missing (the
 `infra_error` when the task cannot be loaded, the sandbox fails, or the harness gives no verdict
 (retried, never a fake zero).
 
-What this does not cover: the code under test runs in the test runner's process (as in every
-pytest-based SWE grader), so a patch that deliberately imports and rewrites pytest's own
-reporting at run time could forge its report; restoring the test files and pytest's
-configuration files stops the simple forms (editing tests, a conftest.py hook, printed PASSED
-lines), not that one. The sandbox bounds what such code can reach (sandbox.py). Repositories
+Forged reports: the code under test runs in the test runner's process (as in every pytest-based
+SWE grader). Restoring the test files and pytest's configuration files stops the simple forms
+(editing tests, a conftest.py hook, printed PASSED lines); a patch whose code reaches into the
+runner is refused before it runs, and per-job sentinel tests (some must fail, some must pass)
+catch a report rewritten from inside the process (`relayrl.reward.swe.tamper`, which states
+what that does not cover). The sandbox bounds what such code can reach (sandbox.py). Repositories
 must fit the sandbox's /sandbox mount (16 MiB archived) and need only what the sandbox's
 interpreter has installed (pytest: Debian's python3-pytest).
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import threading
 import time
 from pathlib import Path
@@ -34,11 +34,14 @@ from prometheus_client import Counter, Histogram
 
 from relayrl.config import RewardConfig
 from relayrl.reward.errors import TaskError
-from relayrl.reward.sandbox import Sandbox, SandboxResult
+from relayrl.reward.sandbox import Sandbox
+from relayrl.reward.sandbox_job import SandboxResult
 from relayrl.reward.swe.grading import grade, parse_junit
 from relayrl.reward.swe.patch import extract_patch, touched_paths
+from relayrl.reward.swe.tamper import Sentinels, plant_sentinels, refusal, tampering
 from relayrl.reward.swe.task import SweTask, load_task, task_path
 from relayrl.reward.swe.workspace import SnapshotCache
+from relayrl.reward.verdict import read_verdict, responses_fault
 from relayrl.reward.verifiers.base import SandboxedVerifier, Score
 
 HARNESS = Path(__file__).parent.parent / "swe" / "harness.py"  # the trusted program copied into the sandbox
@@ -56,10 +59,7 @@ class SweVerifier(SandboxedVerifier):
         self.cfg, self.swe = cfg, cfg.swe
         self.sandbox = Sandbox(cfg.sandbox.with_limits(cfg.swe.limits))
         self.concurrency = cfg.swe.concurrency or os.cpu_count() or 1
-        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for slot in range(self.concurrency):
-            # uids after the code verifier's slots, so concurrent jobs of both never share one
-            self._slots.put(1000 + slot)
+        self._slots = threading.BoundedSemaphore(self.concurrency)  # jobs at once; each leases its own uid
         self.snapshots = SnapshotCache()
         self._harness = HARNESS.read_bytes()
         self._tasks: dict[str, SweTask] = {}
@@ -104,19 +104,19 @@ class SweVerifier(SandboxedVerifier):
             return self._fail(task, "the patch is empty")
         if len(patch) > self.swe.max_patch_chars:
             return self._fail(task, f"the patch is longer than {self.swe.max_patch_chars} characters")
+        if (refused := refusal(patch, task.repo, task.test_files)) is not None:
+            return self._fail(task, refused, refused=True)
         files = sorted({node.split("::", 1)[0] for node in task.test_ids})
+        sentinels = plant_sentinels(task.test_ids)
         job = {"patch": patch, "test_files": task.test_files, "test_command": task.test_command,
-               "test_args": files, "timeout_s": task.timeout_s}
+               "test_args": files, "timeout_s": task.timeout_s, "sentinels": sentinels.code}
         inputs = {"/sandbox/harness.py": self._harness, "/sandbox/repo.tar": self.snapshots.get(task.repo)}
-        slot = self._slots.get()
-        try:
+        with self._slots:
             result = self.sandbox.run([self.cfg.sandbox.python, "-I", "/sandbox/harness.py", "{verdict_fd}",
                                        "/sandbox/repo.tar"], stdin=json.dumps(job).encode(), files=inputs,
-                                      timeout_s=task.timeout_s + 60.0, slot=slot, as_pid_1=True)
-        finally:
-            self._slots.put(slot)
+                                      timeout_s=task.timeout_s + 60.0, as_pid_1=True)
         JOB_SECONDS.observe(result.duration_s)
-        score = self._grade(task, patch, result)
+        score = self._grade(task, patch, result, sentinels)
         score.duration_s = time.monotonic() - started
         JOBS.labels(score.outcome).inc()
         return score
@@ -126,19 +126,19 @@ class SweVerifier(SandboxedVerifier):
         return Score("fail", 0.0, {"accuracy": 0.0}, {"instance_id": task.instance_id, "resolved": False,
                                                      "reason": reason, **details})
 
-    def _grade(self, task: SweTask, patch: str, result: SandboxResult) -> Score:
+    def _grade(self, task: SweTask, patch: str, result: SandboxResult, sentinels: Sentinels) -> Score:
         details = {"instance_id": task.instance_id, "sandbox_s": round(result.duration_s, 3),
                    "patched_paths": touched_paths(patch)}
         if result.error:
             return Score.infra_error(f"sandbox failed: {result.error}", **details)
-        try:
-            verdict = json.loads(result.verdict)
-        except ValueError:
-            return Score.infra_error("the SWE harness gave no verdict", exit_code=result.exit_code,
-                                     killed=result.kill_reason,
+        untrusted, verdict = read_verdict(result.verdict)
+        if verdict is None or "error" in verdict:
+            why = verdict["error"] if verdict is not None else f"no verdict (exit status {result.exit_code})"
+            if responses_fault(result, untrusted) if verdict is None else untrusted:
+                return self._fail(task, f"the harness broke after the patch was applied: {why}",
+                                  killed=result.kill_reason, **details)
+            return Score.infra_error(f"the SWE harness failed: {why}", killed=result.kill_reason,
                                      stderr=result.stderr.decode(errors="replace")[-800:], **details)
-        if "error" in verdict:
-            return Score.infra_error(verdict["error"], **details)
         details["apply"] = verdict["apply"]
         if not verdict["apply"]["ok"]:
             return self._fail(task, "the patch does not apply", **details)
@@ -150,7 +150,11 @@ class SweVerifier(SandboxedVerifier):
             details["report_error"] = repr(exc)
             statuses = {}
         g = grade(statuses, task.fail_to_pass, task.pass_to_pass)
-        details.update(resolved=g.resolved, fail_to_pass=g.fail_to_pass, pass_to_pass=g.pass_to_pass)
+        details.update(resolved=g.resolved, fail_to_pass=g.fail_to_pass, pass_to_pass=g.pass_to_pass,
+                       sentinels={n: statuses.get(n, "missing") for n in sentinels.must_fail + sentinels.must_pass})
+        if g.resolved and (forged := tampering(statuses, sentinels)) is not None:
+            details.update(resolved=False, reason=forged, tampered=True)
+            return Score("fail", 0.0, {"accuracy": 0.0}, details)
         if not g.resolved:
             reason = "tests timed out" if details["timed_out"] else f"{len(g.failed_ids)} required tests did not pass"
             details["reason"] = reason
