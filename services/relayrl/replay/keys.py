@@ -25,3 +25,4 @@ class StreamKeys:
         self.swe_results = f"{prefix}:swe-results"  # slow-lane results, read by the reward service
         self.version = f"{prefix}:version"
         self.paused = f"{prefix}:paused"  # "1" while prompt admission is paused (gateway)
+        self.eval = f"{prefix}:eval"  # held-out evaluation results (JSON), evaluator -> learner
