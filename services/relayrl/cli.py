@@ -90,6 +90,19 @@ def serve_actor(config: Path = typer.Option(..., exists=True), model: Path = typ
     main(str(config), redis, actor_id, learner, reward, str(model), port=port, metrics_port=metrics_port, host=host)
 
 
+@serve_app.command("evaluator")
+def serve_evaluator(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
+                    learner: str = typer.Option(..., help="host:port of the learner or a weight relay"),
+                    redis: str | None = typer.Option(None), steps: int | None = typer.Option(None, min=1,
+                                                                                  help="The run's last version."),
+                    name: str = typer.Option("evaluator")) -> None:
+    """The evaluator: follows weight versions and evaluates every eval.every_steps on held-out data."""
+    _logging()
+    from relayrl.evaluation.live import main
+
+    main(str(config), redis, learner, str(model), steps=steps, name=name)
+
+
 @serve_app.command("reward-worker")
 def serve_reward_worker(config: Path = typer.Option(..., exists=True), redis: str | None = typer.Option(None),
                         worker_id: str | None = typer.Option(None, help="Consumer name (default host-pid)."),

@@ -1,9 +1,10 @@
 """The single-machine launcher behind `relayrl train`: every service its own OS process.
 
-It starts a private redis-server, the reward service, the learner and N actors as child
-processes talking gRPC on loopback, the same code paths as a cluster. Each child gets
-PR_SET_PDEATHSIG, so it dies with the launcher even on SIGKILL; on Ctrl-C, on the learner's end,
-or when any child dies, every child is stopped (SIGTERM, then SIGKILL) and none is left behind.
+It starts a private redis-server, the reward service, the learner, N actors and (with
+`eval.every_steps`) the evaluator as child processes talking gRPC on loopback, the same code
+paths as a cluster. Each child gets PR_SET_PDEATHSIG, so it dies with the launcher even on
+SIGKILL; on Ctrl-C, on the learner's end, or when any child dies, every child is stopped
+(SIGTERM, then SIGKILL) and none is left behind.
 Progress (step, reward, version, queue depths) comes from the learner's status RPC and Redis.
 Every run gets its own auth token (rpc.py), handed to the children in their environment.
 """
@@ -136,6 +137,9 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
         model_dir = init_tiny(out / "init-model", cfg.model.tiny)
     if cfg.queue.type != "redis":
         raise ValueError("relayrl train runs separate processes: queue.type must be redis")
+    from relayrl.tracking import require
+
+    require(cfg.tracking.backends)  # a missing tracker package is one line now, not a learner dying later
     config_path = out / "config.yaml"
     cfg.dump(config_path)
     # one token per run (unless the caller brought one): every gRPC call between the children
@@ -150,7 +154,7 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         redis_url = cfg.queue.url or start_redis(procs, out)
-        endpoints = assign_endpoints(cfg, redis_url)
+        endpoints = {**assign_endpoints(cfg, redis_url), "steps": steps}  # `relayrl status` shows step / steps
         (out / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
         grpc_of = {name: e["grpc"] for name, e in endpoints["services"].items()}
         reward_addr, learner_addr = grpc_of["reward"], grpc_of["learner"]
@@ -163,6 +167,9 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
         procs.start("reward", [*py, "reward", *args("reward")])
         procs.start("learner", [*py, "learner", *args("learner"), "--model", str(model_dir), "--out", str(out),
                                 "--steps", str(steps), *(["--resume"] if resume else [])])
+        if cfg.eval.every_steps:  # its start-up overlaps the others'; it waits for versions by itself
+            procs.start("evaluator", [*py, "evaluator", "--config", str(config_path), "--redis", redis_url,
+                                      "--learner", learner_addr, "--model", str(model_dir), "--steps", str(steps)])
         for addr in (reward_addr, learner_addr):
             wait_ready(addr, timeout_s=120)
         for i in range(cfg.rollout.num_actors):
