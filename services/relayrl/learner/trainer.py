@@ -6,9 +6,8 @@ Three parts that do not know each other, tied together here:
   and drops, and the acknowledgements a checkpoint releases (torch-free);
 - `policy.Policy`: the model, optimizer, scheduler, reference model and updater (one process or
   DDP under torchrun);
-- `runlog.RunLog`: metrics.jsonl, ledger.jsonl, samples.jsonl, learner-status.json and the
-  experiment trackers; with evaluation on (`eval.every_steps`), `evalfeed.EvalFeed` brings the
-  evaluator's results in from Redis once per step (eval.jsonl).
+- `runlog.RunLog`: metrics.jsonl, ledger.jsonl, samples.jsonl, eval.jsonl, learner-status.json
+  and the experiment trackers.
 
 Each step trains one batch of B groups with the configured algorithm and publishes the new
 version: serialized once into the weight store the gRPC service streams from, then announced in
@@ -29,9 +28,8 @@ from relayrl import metrics
 from relayrl.config import RunConfig
 from relayrl.learner import checkpoint as ckpt
 from relayrl.learner import dynamics
-from relayrl.learner.evalfeed import EvalFeed
 from relayrl.learner.intake import Admission, Counters, Intake, group_staleness
-from relayrl.learner.runlog import RunLog
+from relayrl.learner.runlog import open_runlog
 from relayrl.learner.spec import resolve
 from relayrl.replay import ReplayQueue
 from relayrl.replay.keys import StreamKeys
@@ -63,17 +61,8 @@ class Learner:
         self.version, self.step = (state["version"], state["step"]) if state else (0, 0)
         self.store = WeightStore(keep=cfg.learner.weights.keep_versions)
         self.done = False
-        self.runlog = self._runlog(resumed_step=self.step if state else None)
+        self.runlog = open_runlog(cfg, self.out, queue, consumer, self.step if state else None, self.updater.rank)
         log.info("learner: %s, resumed from %s, %d groups to re-lease", self.spec, start, len(self.intake.redeliver))
-
-    def _runlog(self, resumed_step: int | None) -> RunLog:
-        from relayrl.tracking import make_trackers
-
-        cfg = self.cfg
-        trackers = make_trackers(cfg.tracking, self.out, cfg.run) if cfg.tracking.backends else None
-        evals = EvalFeed(self.queue, cfg.run, self.out, self.consumer) if cfg.eval.every_steps else None
-        return RunLog(self.out, resumed_step, trackers, cfg.model_dump(mode="json"), evals,
-                      cfg.tracking.samples_every, cfg.tracking.samples_per_step)
 
     # what the gRPC service and the launcher read
     @property
