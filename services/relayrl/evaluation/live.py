@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import threading
 import time
 
@@ -83,12 +84,13 @@ class LiveEvaluator:
         max_new = ec.max_new_tokens or self.cfg.rollout.sampling.max_new_tokens
         records = []
         for dataset in self.suite.datasets:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             render = renderer(dataset.name, self.engine.tokenizer, self.cfg.task.chat, self.cfg.task)
             figures = run_dataset(self.engine, dataset, ec.k, max_new, ec.temperature, ec.top_p, ec.seed,
                                   ec.batch_prompts, render)
             records.append({"version": version, "dataset": dataset.name, **figures,
-                            "eval_s": round(time.perf_counter() - t0, 3), "evaluator": self.name,
+                            "eval_s": round(time.perf_counter() - t0, 3),
+                            "cpu_s": round(time.process_time() - cpu0, 3), "evaluator": self.name,
                             "time": round(time.time(), 3)})
             log.info("%s: version %d %s pass@1 %.3f cons@k %.3f format %.3f (%.1f s)", self.name, version,
                      dataset.name, figures["pass@1"], figures["cons@k"], figures["format"], records[-1]["eval_s"])
@@ -153,3 +155,5 @@ def main(config_path: str, redis_url: str | None, learner: str, model_dir: str, 
         evaluator.run()
     finally:
         evaluator.close()
+        usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        log.info("%s: used %.1f CPU s in all (start-up included)", name, sum(u.ru_utime + u.ru_stime for u in usage))

@@ -50,7 +50,7 @@ def test_it_evaluates_the_start_each_block_of_versions_and_the_last(setup):
     assert evaluator.step()  # version 0, the weights it started with
     (baseline,) = reported(queue)
     assert baseline["version"] == 0 and baseline["dataset"] == "task" and baseline["n"] == 3 and baseline["k"] == 2
-    assert set(baseline) >= {"pass@1", "cons@k", "format", "truncated", "infra_errors", "eval_s", "time"}
+    assert set(baseline) >= {"pass@1", "cons@k", "format", "truncated", "infra_errors", "eval_s", "cpu_s", "time"}
     assert not evaluator.step()  # still version 0
     publish(queue, store, engine, 4)
     assert not evaluator.step()  # within the first block of 5
