@@ -33,7 +33,7 @@ from relayrl.config import RunConfig
 from relayrl.evaluation.runner import Suite, renderer, run_dataset
 from relayrl.replay import ReplayQueue
 from relayrl.replay.keys import StreamKeys
-from relayrl.retry import Backoff, is_transient, retry
+from relayrl.retry import retry, run_until_stopped
 from relayrl.weights.source import WeightSource
 
 log = logging.getLogger("relayrl.evaluator")
@@ -116,17 +116,7 @@ class LiveEvaluator:
     def run(self, poll_s: float = 0.5) -> None:
         """Follow the run until `stop` is set. A transient failure (Redis or the learner away, a
         version evicted before it was pulled) is retried with backoff, as an actor does."""
-        backoff = Backoff(0.5, 10.0, stop=self.stop)
-        while not self.stop.is_set():
-            try:
-                if not self.step():
-                    self.stop.wait(poll_s)
-                backoff.reset()
-            except Exception as exc:  # fault-tolerance boundary: a peer restarting must not end the evaluator
-                if not is_transient(exc):
-                    raise
-                log.warning("%s: %s; retrying in %.1f s", self.name, exc, backoff.next_s)
-                backoff.wait()
+        run_until_stopped(self.step, self.stop, self.name, log, idle_s=poll_s)
 
     def close(self) -> None:
         self.suite.close()

@@ -23,7 +23,7 @@ from relayrl import metrics
 from relayrl.config import RunConfig
 from relayrl.replay import ReplayQueue
 from relayrl.replay.keys import StreamKeys
-from relayrl.retry import Backoff, is_transient
+from relayrl.retry import run_until_stopped
 from relayrl.rollout.engine import Completion, Engine
 from relayrl.weights.source import WeightSource
 from relayrl.wire import common_pb2
@@ -109,13 +109,4 @@ class Actor:
         gRPC peer away, the reward service saturated or closing, a weight version not there yet)
         is retried with backoff: the prompt stays leased, and if this actor gives up it is
         re-leased to another after the idle timeout. Anything else is a bug and ends the actor."""
-        backoff = Backoff(0.5, 10.0, stop=self.stop)
-        while not self.stop.is_set():
-            try:
-                self.step()
-                backoff.reset()
-            except Exception as exc:  # fault-tolerance boundary: a peer restarting must not kill the actor
-                if not is_transient(exc):
-                    raise
-                log.warning("%s: %s; retrying in %.1f s", self.actor_id, exc, backoff.next_s)
-                backoff.wait()
+        run_until_stopped(self.step, self.stop, self.actor_id, log)  # a lease blocks 0.5 s: no idle wait
