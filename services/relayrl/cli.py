@@ -320,25 +320,9 @@ def status(run: Path = typer.Argument(..., exists=True, file_okay=False, help="A
            timeout: float = typer.Option(1.0, min=0.1, help="Deadline of each status call to the run's services.")) -> None:
     """One screen of a live or finished run: step, version, reward, held-out evaluation, queues,
     actors and the last errors in its logs (the terminal twin of the gateway page)."""
-    from rich.console import Console
+    from relayrl.status import show
 
-    from relayrl.status import render, snapshot
-
-    console = Console()
-    if watch is None:
-        console.print(render(snapshot(run, timeout)))
-        return
-    import time
-
-    from rich.live import Live
-
-    with Live(render(snapshot(run, timeout)), console=console, screen=False) as live:
-        try:
-            while True:
-                time.sleep(watch)
-                live.update(render(snapshot(run, timeout)))
-        except KeyboardInterrupt:
-            pass
+    show(run, timeout, watch)
 
 
 def _sft_options(epochs: int, batch_size: int, lr: float, seed: int, threads: int):

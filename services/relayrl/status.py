@@ -182,3 +182,23 @@ def render(snap: Snapshot):
     parts.append(errors if snap.errors else "[green]no errors in the logs[/]")
     parts += [f"[dim]{escape(note)}[/]" for note in snap.notes]
     return Group(*parts)
+
+
+def show(out: str | Path, timeout_s: float = 1.0, watch_s: float | None = None) -> None:
+    """Print the screen once, or with `watch_s` redraw it every that many seconds until Ctrl-C."""
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    if watch_s is None:
+        console.print(render(snapshot(out, timeout_s)))
+        return
+    with Live(render(snapshot(out, timeout_s)), console=console) as live:
+        try:
+            while True:
+                time.sleep(watch_s)
+                live.update(render(snapshot(out, timeout_s)))
+        except KeyboardInterrupt:  # the way a person leaves --watch
+            pass
