@@ -3,7 +3,7 @@
 Runs the quickstart's services as separate processes on loopback (a private Redis with an
 append-only file fsynced on every write, the reward service, the learner, two actors), and while
 the learner trains, SIGKILLs one of them at random intervals: an actor, the reward service, the
-learner (restarted with `--resume`), or Redis (restarted from its AOF on the same port). A
+learner (restarted with the same command: it resumes), or Redis (restarted from its AOF on the same port). A
 process that dies on its own (a learner that lost Redis) is restarted the same way. When the
 learner has trained every step, the ledger (relayrl.ledger) accounts for every admitted prompt:
 trained, dropped with a reason, or still in flight; `lost` and `duplicated` must be 0.
@@ -31,7 +31,8 @@ from pathlib import Path
 
 from relayrl.config import RunConfig
 from relayrl.ledger import account
-from relayrl.local import _die_with_parent, assign_endpoints
+from relayrl.lifetime import die_with_parent
+from relayrl.local import assign_endpoints
 from relayrl.replay.private_redis import free_port, redis_command, wait_port
 from relayrl.rpc import TOKEN_ENV, wait_ready
 
@@ -64,14 +65,12 @@ class Supervisor:
         self.learner_starts = 0
 
     def start(self, name: str) -> None:
-        argv = list(self.argv[name])
+        argv = list(self.argv[name])  # the same command every time: a learner restart is a resume
         if name == "learner":
-            if self.learner_starts:
-                argv.append("--resume")
             self.learner_starts += 1
         log = open(self.out / "logs" / f"{name}.log", "ab")
         self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            preexec_fn=_die_with_parent,
+                                            preexec_fn=die_with_parent,
                                             env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
         if name == "redis":
             wait_port(self.redis_port, timeout_s=20)

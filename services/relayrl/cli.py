@@ -1,21 +1,24 @@
 """The `relayrl` command: train on one machine, run a single service, build models, score rewards.
 
 A thin entrypoint: it parses arguments and the config, then imports the heavy parts (torch,
-transformers, gRPC services) inside each command, so `relayrl --help` answers at once.
+transformers, gRPC services) inside each command, so `relayrl --help` answers at once. The
+mistakes a person makes (a config that does not validate, a busy port, an unwritable directory, a
+Redis that does not answer) are one or two lines on stderr and exit code 2, for every command and
+every `relayrl serve *` (`main`); `relayrl.preflight` checks what it can before a service starts.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import typer
 
+from relayrl import __version__
+from relayrl.serve_commands import serve_app
+
 app = typer.Typer(help="relayrl: RL from verifiable rewards as independent services.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
-serve_app = typer.Typer(help="Run one service (what the single-machine launcher and a cluster start).",
-                        no_args_is_help=True)
 model_app = typer.Typer(help="Build and convert policy models.", no_args_is_help=True)
 score_app = typer.Typer(help="Score one response with a verifier and print JSON (debugging rewards).",
                         no_args_is_help=True)
@@ -24,24 +27,47 @@ app.add_typer(model_app, name="model")
 app.add_typer(score_app, name="score")
 
 
-def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def _flags_take_no_value() -> None:
+    """typer 0.29's help prints `<bool>` after every flag (`--quiet <bool>`), which reads as if the
+    flag took a value: a flag shows no type."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else shown(self, ctx)
+
+
+_flags_take_no_value()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"relayrl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print relayrl's version and exit.")) -> None:
+    """relayrl: RL from verifiable rewards as independent services."""
 
 
 @app.command()
 def train(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="Run config (YAML)."),
-          steps: int | None = typer.Option(None, min=1, help="Optimizer steps (overrides learner.steps)."),
-          out: Path = typer.Option(Path("runs/latest"), help="Output directory: checkpoints, logs, summary.json."),
-          quiet: bool = typer.Option(False, help="No progress display."),
-          resume: bool = typer.Option(False, help="Continue the run in OUT from its newest checkpoint (same Redis).")) -> None:
+          steps: int | None = typer.Option(None, min=1, help="Optimizer steps in all (overrides learner.steps)."),
+          out: Path = typer.Option(Path("runs/latest"), help="Output directory: checkpoints, logs, summary.json. "
+                                                            "One that holds a run of this config is continued."),
+          quiet: bool = typer.Option(False, help="No progress display (it is on stderr, and only on a terminal)."),
+          fresh: bool = typer.Option(False, help="Refuse an OUT that holds a run instead of continuing it."),
+          resume: bool = typer.Option(False, help="Continue the run in OUT: the default when OUT holds one "
+                                                  "(kept for old command lines).")) -> None:
     """Train on this machine: a private Redis, the reward service, the learner and the actors as
-    separate processes on loopback; writes OUT/summary.json at the end."""
+    separate processes on loopback; prints the summary (JSON) and writes OUT/summary.json."""
     from relayrl.config import RunConfig
     from relayrl.local import run_local
 
     cfg = RunConfig.load(config)
     try:
-        summary = run_local(cfg, out, steps=steps, progress=not quiet, resume=resume)
+        summary = run_local(cfg, out, steps=steps, progress=not quiet, resume=resume, fresh=fresh)
     except KeyboardInterrupt:
         typer.echo("interrupted: every process of the run was stopped", err=True)
         raise typer.Exit(130) from None
@@ -49,121 +75,6 @@ def train(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="
         typer.echo(f"run failed: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(summary))
-
-
-@serve_app.command("reward")
-def serve_reward(config: Path = typer.Option(..., exists=True), redis: str | None = typer.Option(None),
-                 port: int = typer.Option(50051), metrics_port: int | None = typer.Option(None),
-                 host: str = typer.Option("127.0.0.1")) -> None:
-    """The reward service (gRPC)."""
-    _logging()
-    from relayrl.reward.server import main
-
-    main(str(config), port=port, redis_url=redis, metrics_port=metrics_port, host=host)
-
-
-@serve_app.command("learner")
-def serve_learner(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
-                  out: Path = typer.Option(...), redis: str | None = typer.Option(None),
-                  port: int = typer.Option(50052), steps: int | None = typer.Option(None),
-                  metrics_port: int | None = typer.Option(None), host: str = typer.Option("127.0.0.1"),
-                  resume: bool = typer.Option(False, help="Continue from the newest checkpoint in OUT.")) -> None:
-    """The learner: trains and serves weight versions (gRPC)."""
-    _logging()
-    from relayrl.learner.server import main
-
-    main(str(config), redis, port, str(out), str(model), steps=steps, metrics_port=metrics_port, host=host,
-         resume=resume)
-
-
-@serve_app.command("actor")
-def serve_actor(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
-                learner: str = typer.Option(..., help="host:port of the learner"),
-                reward: str = typer.Option(..., help="host:port of the reward service"),
-                actor_id: str = typer.Option("actor-0"), redis: str | None = typer.Option(None),
-                port: int = typer.Option(0), metrics_port: int | None = typer.Option(None),
-                host: str = typer.Option("127.0.0.1")) -> None:
-    """A rollout actor: generates groups and follows weight versions (gRPC)."""
-    _logging()
-    from relayrl.rollout.server import main
-
-    main(str(config), redis, actor_id, learner, reward, str(model), port=port, metrics_port=metrics_port, host=host)
-
-
-@serve_app.command("evaluator")
-def serve_evaluator(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
-                    learner: str = typer.Option(..., help="host:port of the learner or a weight relay"),
-                    redis: str | None = typer.Option(None), steps: int | None = typer.Option(None, min=1,
-                                                                                  help="The run's last version."),
-                    name: str = typer.Option("evaluator")) -> None:
-    """The evaluator: follows weight versions and evaluates every eval.every_steps on held-out data."""
-    _logging()
-    from relayrl.evaluation.live import main
-
-    main(str(config), redis, learner, str(model), steps=steps, name=name)
-
-
-@serve_app.command("reward-worker")
-def serve_reward_worker(config: Path = typer.Option(..., exists=True), redis: str | None = typer.Option(None),
-                        worker_id: str | None = typer.Option(None, help="Consumer name (default host-pid)."),
-                        concurrency: int | None = typer.Option(None, min=1,
-                                                           help="Jobs at once (overrides reward.slow_lane.concurrency)."),
-                        metrics_port: int | None = typer.Option(None), host: str = typer.Option("127.0.0.1")) -> None:
-    """A reward worker: leases slow-lane jobs (SWE) from Redis and scores them."""
-    from relayrl.reward.worker import main
-
-    main(str(config), redis_url=redis, worker_id=worker_id, concurrency=concurrency, metrics_port=metrics_port,
-         host=host)
-
-
-@serve_app.command("gateway")
-def serve_gateway(config: Path | None = typer.Option(None, exists=True, help="Run config: run name, queue.url."),
-                  endpoints: Path | None = typer.Option(None, exists=True,
-                                                           help="A local run's OUT/endpoints.json: every address."),
-                  run: str | None = typer.Option(None, help="Run name (Redis key prefix)."),
-                  redis: str | None = typer.Option(None, help="redis:// URL of the run's Redis."),
-                  learner: str | None = typer.Option(None, help="host:port of the learner."),
-                  reward: str | None = typer.Option(None, help="host:port of the reward service."),
-                  actor: list[str] | None = typer.Option(None, help="host:port of an actor (repeatable)."),
-                  port: int = typer.Option(8080), host: str = typer.Option("127.0.0.1")) -> None:
-    """The gateway: the run's control plane over HTTP (status, versions, queues, rewards, pause/resume;
-    OpenAPI at /docs). Unset options come from RELAYRL_GATEWAY_* environment variables."""
-    from relayrl.gateway.server import main, settings_from
-
-    settings = settings_from(config, endpoints, run=run, redis_url=redis, learner=learner, reward=reward,
-                             actors=actor)
-    main(settings, host=host, port=port)
-
-
-@serve_app.command("rollout")
-def serve_rollout(config: Path = typer.Option(..., exists=True), model: Path = typer.Option(..., exists=True),
-                  learner: str = typer.Option(..., help="host:port of the learner or a weight relay"),
-                  ray: bool = typer.Option(False, "--ray", help="Run the fleet as a Ray Serve application."),
-                  redis: str | None = typer.Option(None, help="With --reward: replicas also lease prompts."),
-                  reward: str | None = typer.Option(None, help="host:port of the reward service"),
-                  address: str | None = typer.Option(None, help="Ray cluster address; none: start a local one."),
-                  http_port: int = typer.Option(8000, help="Ray Serve HTTP port (POST /generate).")) -> None:
-    """The rollout fleet with autoscaling (rollout.ray): replicas follow weight versions."""
-    _logging()
-    if not ray:
-        typer.echo("serve rollout needs --ray (one actor process: `relayrl serve actor`)", err=True)
-        raise typer.Exit(2)
-    from relayrl.rollout.ray_serve import main
-
-    main(str(config), str(model), learner, redis, reward, address, http_port)
-
-
-@serve_app.command("relay")
-def serve_relay(upstream: str = typer.Option(..., help="host:port of the learner or of another relay"),
-                port: int = typer.Option(50060), host: str = typer.Option("127.0.0.1"),
-                chunk_bytes: int = typer.Option(4 * 1024 * 1024, min=1024),
-                poll_s: float = typer.Option(0.5, min=0.01),
-                bulk_port: int | None = typer.Option(None, help="Also serve bulk://host:PORT (raw TCP, socket speed).")) -> None:
-    """A per-node weight relay: pulls each version once, serves it to the node's actors (`--learner`)."""
-    _logging()
-    from relayrl.weights.relay import main
-
-    main(upstream, port, host, chunk_bytes=chunk_bytes, poll_s=poll_s, bulk_port=bulk_port)
 
 
 @model_app.command("init-tiny")
@@ -376,6 +287,7 @@ def distill_command(teacher: Path = typer.Argument(..., exists=True, file_okay=F
 
 def main() -> None:
     from relayrl.config import ConfigError
+    from relayrl.preflight import StartupError
     from relayrl.tracking.base import MissingExtra
 
     try:
@@ -383,7 +295,8 @@ def main() -> None:
     except ConfigError as exc:  # a person's mistake in a file: one line per problem, no traceback
         typer.echo(f"config error: {exc}", err=True)
         raise SystemExit(2) from None
-    except MissingExtra as exc:  # an optional package (a tracker's) is not installed: say which extra
+    # a port, a path, a Redis, a tracker's package not installed: one line naming it and what sets it
+    except (StartupError, MissingExtra) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
 

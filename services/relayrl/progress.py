@@ -2,12 +2,15 @@
 
 The monitor polls the learner's `GetStatus` RPC and the streams' lag in Redis; it never blocks
 the launcher for long (short deadlines), and a peer that is still starting simply shows blanks.
+It draws on stderr (the launcher enables it only when stderr is a terminal), so stdout carries
+the run's JSON summary alone and `relayrl train ... | jq` works.
 """
 
 from __future__ import annotations
 
 import grpc
 import redis
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from relayrl.replay.keys import StreamKeys
@@ -23,7 +26,8 @@ class RunMonitor:
         self.channel = channel(learner_addr)
         self.stub = learner_pb2_grpc.LearnerServiceStub(self.channel)
         self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not enabled)
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not enabled,
+                                 console=Console(stderr=True))
         self.task = self.progress.add_task("train", total=steps, info="starting")
 
     def __enter__(self) -> RunMonitor:

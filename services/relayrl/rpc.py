@@ -7,10 +7,14 @@ Each service registers its servicer through `start_server`, which also serves th
 Auth: whoever can call the reward service can run code on the cluster, so when a token is set
 (argument, or the `RELAYRL_AUTH_TOKEN` environment variable, which a Kubernetes Secret or the
 single-machine launcher provides) every call must carry `authorization: Bearer <token>`;
-anything else is answered UNAUTHENTICATED before it reaches a servicer. Only the health check is
-exempt, because Kubernetes' gRPC probes cannot send metadata. `channel` attaches the same token
-to every call. What this does not cover: transport encryption (put mTLS or a mesh in front on an
-untrusted network) and per-caller identities (one shared token per run).
+anything else is answered UNAUTHENTICATED before it reaches a servicer. The health check and
+server reflection are exempt: Kubernetes' gRPC probes cannot send metadata, `grpcurl` asks
+reflection before any call (its health check included), and neither reveals run data (reflection
+lists the service schemas, which are public in protos/). `channel` attaches the same token to
+every call. `RELAYRL_AUTH_TOKEN` set but empty is refused (StartupError), never read as "no
+auth": the gateway gives it the same one meaning. What this does not cover: transport encryption
+(put mTLS or a mesh in front on an untrusted network) and per-caller identities (one shared token
+per run).
 """
 
 from __future__ import annotations
@@ -24,19 +28,33 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from relayrl.preflight import StartupError
+
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 TOKEN_ENV = "RELAYRL_AUTH_TOKEN"
-EXEMPT_PREFIX = "/grpc.health.v1.Health/"
+# methods any caller may use without the token: health and reflection reveal no run data
+EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", f"/{reflection.SERVICE_NAME}/")
 
 OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
+# Clients spread calls over every address their target resolves to: with one address (loopback,
+# a ClusterIP Service) the same as gRPC's default pick_first; with a headless Service
+# (`dns:///name:port`, one record per pod) each call goes to the next pod that is up.
+CLIENT_OPTIONS = [*OPTIONS, ("grpc.lb_policy_name", "round_robin")]
+# Servers close each connection after two minutes (calls in flight finish first: no grace limit),
+# so clients resolve their target again and pods added since (an autoscaler's) get calls too.
+SERVER_OPTIONS = [*OPTIONS, ("grpc.max_connection_age_ms", 120_000)]
 
 
 def auth_token(token: str | None = None) -> str | None:
-    """The token to require / send: the argument, else $RELAYRL_AUTH_TOKEN; None disables auth."""
-    return token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+    """The token to require / send: the argument, else $RELAYRL_AUTH_TOKEN; None (unset) disables
+    auth. An empty one is a StartupError: it would read as "no auth" by accident."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV)
+    if token is not None and not token.strip():
+        raise StartupError(f"{TOKEN_ENV} is set but empty: set a token, or unset it to run without auth")
+    return token
 
 
 class _RequireToken(grpc.ServerInterceptor):
@@ -47,7 +65,7 @@ class _RequireToken(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, details):
         handler = continuation(details)
-        if handler is None or details.method.startswith(EXEMPT_PREFIX):
+        if handler is None or details.method.startswith(EXEMPT_PREFIXES):
             return handler
         got = dict(details.invocation_metadata).get("authorization", "")
         if hmac.compare_digest(got.encode(), self._expected):
@@ -146,11 +164,13 @@ def start_server(port: int, registrations: list[tuple[Callable, object, str]], h
 
     Returns the server, the bound port (useful with port 0) and the health servicer, whose
     status a service may flip to NOT_SERVING while it drains. With a token (see `auth_token`)
-    every call but the health check must carry it.
+    every call but health and reflection must carry it. A port that cannot be bound (in use) is
+    a StartupError naming it.
     """
     token = auth_token(token)
     interceptors = ([_RequireToken(token)] if token else []) + [_RejectMalformed()]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=OPTIONS, interceptors=interceptors)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=SERVER_OPTIONS,
+                         interceptors=interceptors)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
@@ -160,16 +180,21 @@ def start_server(port: int, registrations: list[tuple[Callable, object, str]], h
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpc's "Failed to bind": the port is in use (or the address is not ours)
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+        raise StartupError(f"cannot listen for gRPC on {host}:{port} (in use, or not an address of this host): "
+                           "pass another --port")
     server.start()
     return server, bound, health_servicer
 
 
 def channel(address: str, token: str | None = None) -> grpc.Channel:
-    """A client channel with the same message-size limits, sending the run's token if there is one."""
-    ch = grpc.insecure_channel(address, options=OPTIONS)
+    """A client channel with the same message-size limits, round-robin over the addresses
+    `address` resolves to (e.g. "dns:///reward-headless:50051"), sending the run's token if there is one."""
+    ch = grpc.insecure_channel(address, options=CLIENT_OPTIONS)
     token = auth_token(token)
     return grpc.intercept_channel(ch, _AttachToken(token)) if token else ch
 

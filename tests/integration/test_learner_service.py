@@ -28,7 +28,7 @@ def test_weights_round_trip_bit_exact_in_many_chunks(learner):
     learner, address = learner
     learner.publish()
     source = GrpcWeightSource(address)
-    version, state = source.fetch(-1)
+    version, state, _ = source.fetch(-1)
     expected = learner.policy.model.state_dict()
     assert version == 0
     assert set(state) == set(expected) - {"lm_head.weight"}  # tied: travels once
@@ -49,7 +49,7 @@ def test_bf16_wire_dtype_and_version_eviction(learner):
         learner.publish()
     source = GrpcWeightSource(address)
     assert source.latest_version() == 2
-    version, state = source.fetch(1)
+    version, state, _ = source.fetch(1)
     assert version == 1 and all(t.dtype == torch.bfloat16 for t in state.values())
     with pytest.raises(grpc.RpcError) as info:
         source.fetch(0)  # keep_versions=2: version 0 is gone

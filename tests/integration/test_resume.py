@@ -30,11 +30,11 @@ def groups(n: int, seed: int = 0) -> list[common_pb2.Group]:
     return out
 
 
-def make(tiny_model_dir, out, redis_url, run, resume=False):
+def make(tiny_model_dir, out, redis_url, run):
     cfg = RunConfig(run=run, learner=LearnerConfig(
         batch_groups=2, max_staleness=100, checkpoint=CheckpointConfig(every=1),
         weights=PublishConfig(wire_dtype="float32"), optim=OptimConfig(lr_warmup_steps=3), loss=LossConfig(kl_beta=0.05)))
-    return Learner(cfg, RedisReplayQueue(redis_url), str(tiny_model_dir), out, resume=resume)
+    return Learner(cfg, RedisReplayQueue(redis_url), str(tiny_model_dir), out)  # restart is resume: no flag
 
 
 def feed(learner, items):
@@ -58,7 +58,7 @@ def test_resume_after_an_uncheckpointed_step_equals_an_uninterrupted_run(tiny_mo
     admitted = first.admission.admitted
     first.queue.close()
 
-    second = make(tiny_model_dir, tmp_path / "crash", redis_url, "crash", resume=True)
+    second = make(tiny_model_dir, tmp_path / "crash", redis_url, "crash")
     assert (second.step, second.version, second.intake.trained) == (1, 1, ["g0", "g1"])
     assert second.admission.admitted == admitted  # read back from the prompts stream
     assert [common_pb2.Group.FromString(e.payload).group_id for e in second.intake.redeliver] == ["g2", "g3"]
@@ -84,7 +84,7 @@ def test_a_group_acknowledged_late_is_not_trained_twice(tiny_model_dir, tmp_path
     first.intake.trained_batch(batch)
     first.intake.to_ack = []  # the acknowledgement never happens
     first.checkpoint()
-    second = make(tiny_model_dir, tmp_path / "late", redis_url, "late", resume=True)
+    second = make(tiny_model_dir, tmp_path / "late", redis_url, "late")
     second.run(steps=2)
     state = read_state(latest(tmp_path / "late" / "checkpoints"))
     assert state["trained"] == ["g0", "g1", "g2", "g3"]
@@ -92,7 +92,7 @@ def test_a_group_acknowledged_late_is_not_trained_twice(tiny_model_dir, tmp_path
 
 
 def test_resume_without_a_checkpoint_starts_from_the_initial_model(tiny_model_dir, tmp_path, redis_url):
-    learner = make(tiny_model_dir, tmp_path / "none", redis_url, "none", resume=True)
+    learner = make(tiny_model_dir, tmp_path / "none", redis_url, "none")
     assert learner.step == 0 and learner.intake.trained == []
 
 
@@ -124,13 +124,29 @@ def _learner_pid(out) -> int:
     raise LookupError("no learner process")
 
 
-@pytest.mark.slow
-def test_kill_9_the_learner_mid_run_and_resume_loses_no_group_and_trains_none_twice(tmp_path, redis_url):
+def kill_the_learner_mid_run(cli: list[str], out, steps: int = 6) -> None:
+    """Run the launcher command `cli` until its learner has logged `steps` steps, then kill -9 the
+    learner; the launcher sees it die, stops the rest and exits 1."""
     import os
     import signal
     import subprocess
-    import sys
     import time
+
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= steps):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.05)
+    os.kill(_learner_pid(out), signal.SIGKILL)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 1  # the launcher saw its learner die and stopped the rest
+
+
+@pytest.mark.slow
+def test_kill_9_the_learner_mid_run_and_resume_loses_no_group_and_trains_none_twice(tmp_path, redis_url):
+    import subprocess
+    import sys
     from pathlib import Path
 
     import redis
@@ -145,15 +161,8 @@ def test_kill_9_the_learner_mid_run_and_resume_loses_no_group_and_trains_none_tw
     config.write_text(yaml.safe_dump(data))
     cli = [sys.executable, "-m", "relayrl.cli", "train", str(config), "--out", str(out), "--quiet"]
 
-    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    kill_the_learner_mid_run(cli, out)
     metrics = out / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 6):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-        time.sleep(0.05)
-    os.kill(_learner_pid(out), signal.SIGKILL)
-    proc.communicate(timeout=120)
-    assert proc.returncode == 1  # the launcher saw its learner die and stopped the rest
 
     client = redis.Redis.from_url(redis_url)
     keys = StreamKeys("killed")

@@ -44,7 +44,7 @@ def test_actors_behind_a_relay_get_every_version_and_the_learner_sends_it_once(o
     payload = store.publish(1, state(1), "float32").payload
     actors = [GrpcWeightSource(relay_addr) for _ in range(4)]
     for a in actors:
-        version, got = a.fetch(-1)
+        version, got, _ = a.fetch(-1)
         assert version == 1 and torch.equal(got["a.weight"], state(1)["a.weight"])
     assert servicer.bytes_sent == len(payload)  # four actors, one payload from the learner
     assert relay_obj.servicer.bytes_sent == 4 * len(payload)
@@ -52,7 +52,7 @@ def test_actors_behind_a_relay_get_every_version_and_the_learner_sends_it_once(o
     payload2 = store.publish(2, state(2), "float32").payload
     late = GrpcWeightSource(relay_addr)  # a late joiner asks for the newest: it gets 2, not the held 1
     assert late.latest_version() == 2
-    version, got = late.fetch(-1)
+    version, got, _ = late.fetch(-1)
     assert version == 2 and torch.equal(got["b.bias"], state(2)["b.bias"])
     for a in actors:
         assert a.fetch(-1)[0] == 2
@@ -67,7 +67,7 @@ def test_relays_chain_and_bad_requests_are_invalid_argument(origin, relay):
     server, port = serve(second, 0)
     try:
         store.publish(3, state(3), "bfloat16")
-        version, got = GrpcWeightSource(f"127.0.0.1:{port}").fetch(-1)
+        version, got, _ = GrpcWeightSource(f"127.0.0.1:{port}").fetch(-1)
         assert version == 3 and got["a.weight"].dtype == torch.bfloat16
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             stub = learner_pb2_grpc.LearnerServiceStub(ch)
@@ -101,7 +101,7 @@ def test_actors_read_a_relay_over_the_bulk_port(origin, relay):
         store.publish(1, state(1), "float32")
         src = make_weight_source(f"bulk://127.0.0.1:{bulk.port}")
         assert isinstance(src, BulkWeightSource) and src.latest_version() == 1
-        version, got = src.fetch(-1)
+        version, got, _ = src.fetch(-1)
         assert version == 1 and torch.equal(got["a.weight"], state(1)["a.weight"])
         payload2 = store.publish(2, state(2), "float32").payload
         assert [BulkWeightSource(f"127.0.0.1:{bulk.port}").fetch(-1)[0] for _ in range(3)] == [2, 2, 2]
@@ -156,7 +156,7 @@ def test_an_upstream_over_its_deadline_is_unavailable_at_the_relay_then_served(o
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "upstream" in err.value.details()
         assert is_transient(err.value)
         slow.clear()
-        version, got = GrpcWeightSource(f"127.0.0.1:{port}").fetch(-1)
+        version, got, _ = GrpcWeightSource(f"127.0.0.1:{port}").fetch(-1)
         assert version == 1 and torch.equal(got["a.weight"], state(1)["a.weight"])
     finally:
         server.stop(grace=0)

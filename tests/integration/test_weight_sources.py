@@ -51,7 +51,7 @@ def test_grpc_before_any_publish_is_unavailable_and_a_missing_version_not_found(
         with pytest.raises(grpc.RpcError) as err:
             source.fetch(7)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND and "newest here is 3" in err.value.details()
-        version, got = source.fetch(-1)
+        version, got, _ = source.fetch(-1)
         assert version == 3 and torch.equal(got["w"], state(3)["w"])
     finally:
         source.close()
@@ -66,7 +66,7 @@ def test_a_bulk_stream_cut_short_is_incomplete_weights():
         conn, _ = srv.accept()
         with conn:
             conn.recv(8)
-            conn.sendall(HEADER.pack(4, 1000, b"float32") + b"x" * 10)
+            conn.sendall(HEADER.pack(4, 1000, b"float32", b"e1") + b"x" * 10)
 
     threading.Thread(target=serve_one, daemon=True).start()
     try:
@@ -82,7 +82,8 @@ def chunk(offset: int, data: bytes, total: int, version: int = 1) -> learner_pb2
 
 
 def test_reassemble_takes_a_whole_stream_and_refuses_a_short_or_disordered_one():
-    assert reassemble([chunk(0, b"abc", 5), chunk(3, b"de", 5)]) == (1, b"abcde")
+    got = reassemble([chunk(0, b"abc", 5), chunk(3, b"de", 5)])
+    assert (got.version, got.payload) == (1, b"abcde")
     for stream, message in [([chunk(0, b"abc", 5)], "3 of 5 bytes"),
                             ([chunk(0, b"abc", 5), chunk(4, b"e", 5)], "offset 4, expected 3"),
                             ([], "0 of 0 bytes")]:

@@ -45,10 +45,26 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* The redis:// URL; a password, when set, comes from $(REDIS_PASSWORD). */}}
+{{/* Whether Redis asks for a password: the internal one always (from the run's Secret), an
+external one when redis.external.passwordSecret names a Secret. */}}
+{{- define "relayrl.redisAuth" -}}
+{{- if or .Values.redis.internal .Values.redis.external.passwordSecret }}true{{ end -}}
+{{- end -}}
+
+{{/* The password's Secret and key: (dict "name" ... "key" ...) as YAML. */}}
+{{- define "relayrl.redisPasswordRef" -}}
+{{- if .Values.redis.internal -}}
+{name: {{ include "relayrl.authSecret" . }}, key: redis-password}
+{{- else -}}
+{name: {{ .Values.redis.external.passwordSecret }}, key: password}
+{{- end -}}
+{{- end -}}
+
+{{/* The redis:// URL; the password comes from $(REDIS_PASSWORD), which Kubernetes expands in
+args and env values from the container's environment (relayrl.env defines it first). */}}
 {{- define "relayrl.redisUrl" -}}
 {{- $db := ternary 0 (int .Values.redis.external.database) .Values.redis.internal -}}
-{{- if and (not .Values.redis.internal) .Values.redis.external.passwordSecret -}}
+{{- if include "relayrl.redisAuth" . -}}
 redis://:$(REDIS_PASSWORD)@{{ include "relayrl.redisHost" . }}/{{ $db }}
 {{- else -}}
 redis://{{ include "relayrl.redisHost" . }}/{{ $db }}
@@ -80,10 +96,13 @@ redis://{{ include "relayrl.redisHost" . }}/{{ $db }}
 
 {{/* Env every relayrl process gets: the Redis password (if any) and the auth token. */}}
 {{- define "relayrl.env" -}}
-{{- if and (not .Values.redis.internal) .Values.redis.external.passwordSecret }}
+{{- if include "relayrl.redisAuth" . }}
 - name: REDIS_PASSWORD
-  valueFrom: {secretKeyRef: {name: {{ .Values.redis.external.passwordSecret }}, key: password}}
+  valueFrom: {secretKeyRef: {{ include "relayrl.redisPasswordRef" . }}}
 {{- end }}
+# the URL (with the password) in the environment, not in args that any process in the pod can read
+- name: RELAYRL_REDIS_URL
+  value: {{ include "relayrl.redisUrl" . | quote }}
 - name: RELAYRL_AUTH_TOKEN
   valueFrom: {secretKeyRef: {name: {{ include "relayrl.authSecret" . }}, key: token}}
 - name: OMP_NUM_THREADS
@@ -104,11 +123,9 @@ redis://{{ include "relayrl.redisHost" . }}/{{ $db }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- if .spec.tolerations }}
+{{- with .spec.tolerations }}
 tolerations:
-  {{- range $name, $t := .spec.tolerations }}
-  - {{ toYaml $t | nindent 4 | trim }}
-  {{- end }}
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with .ctx.Values.image.pullSecrets }}
 imagePullSecrets:

@@ -4,6 +4,8 @@ sandbox's own defaults, SWE jobs (a repository's test suite: minutes, more memor
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from relayrl.config.base import Section
@@ -35,7 +37,9 @@ class SandboxConfig(SandboxLimits):
     with the limits of a code job."""
 
     allow_weak: bool = False
-    """Where bwrap is missing, run untrusted code without namespaces or seccomp (uid, rlimits and cgroups only) instead of refusing it."""
+    """Where bwrap is missing or cannot create its namespaces here, run untrusted code without namespaces or seccomp (uid, rlimits and cgroups only) instead of refusing it."""
+    proc: Literal["fresh", "bind"] = "fresh"
+    """/proc inside a job: fresh mounts a new one of the job's pid namespace (in a container that needs an unmasked /proc); bind mounts the container's own read-only, which a masked /proc allows, and lets the job list the container's processes (docs/deploying.md)."""
     use_cgroups: bool = True
     """Put each job in its own memory and pids cgroup where the host allows it (v1 or v2)."""
     python: str = "/usr/bin/python3"

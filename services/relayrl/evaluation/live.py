@@ -60,6 +60,13 @@ class LiveEvaluator:
         value = self.queue.get_value(self.keys.version)
         return -1 if value is None else int(value)
 
+    def went_back(self, announced: int) -> None:
+        """A restarted learner resumed an older checkpoint (a new epoch): the versions after it are
+        gone, so the blocks of every_steps count from there again."""
+        if self.evaluated is not None and 0 <= announced < self.evaluated:
+            log.info("%s: the learner went back to version %d (a restart); following it", self.name, announced)
+            self.evaluated = announced
+
     def due(self, announced: int) -> bool:
         """Whether the `announced` version (or a newer one) should be evaluated now: the first
         one seen, then the first in each new block of every_steps versions, and the last."""
@@ -72,14 +79,15 @@ class LiveEvaluator:
         every = self.cfg.eval.every_steps
         return announced >= self.final or announced // every > self.evaluated // every
 
-    def pull(self) -> int:
-        """Load the newest version into the engine; its number."""
-        version, state = self.weights.fetch(-1)
-        self.engine.load_weights(state, version)
-        return version
+    def pull(self) -> tuple[int, str]:
+        """Load the newest version into the engine; its number and learner epoch."""
+        fetched = self.weights.fetch(-1)
+        self.engine.load_weights(fetched.state, fetched.version)
+        return fetched.version, fetched.epoch
 
-    def evaluate(self, version: int) -> list[dict]:
-        """Evaluate the engine's weights (policy `version`) on every dataset; one record per dataset."""
+    def evaluate(self, version: int, epoch: str = "") -> list[dict]:
+        """Evaluate the engine's weights (policy `version` of learner `epoch`; "" for the initial
+        policy, which every epoch shares) on every dataset; one record per dataset."""
         ec = self.cfg.eval
         max_new = ec.max_new_tokens or self.cfg.rollout.sampling.max_new_tokens
         records = []
@@ -88,7 +96,7 @@ class LiveEvaluator:
             render = renderer(dataset.name, self.engine.tokenizer, self.cfg.task.chat, self.cfg.task)
             figures = run_dataset(self.engine, dataset, ec.k, max_new, ec.temperature, ec.top_p, ec.seed,
                                   ec.batch_prompts, render)
-            records.append({"version": version, "dataset": dataset.name, **figures,
+            records.append({"version": version, "epoch": epoch, "dataset": dataset.name, **figures,
                             "eval_s": round(time.perf_counter() - t0, 3),
                             "cpu_s": round(time.process_time() - cpu0, 3), "evaluator": self.name,
                             "time": round(time.time(), 3)})
@@ -105,12 +113,13 @@ class LiveEvaluator:
     def step(self) -> bool:
         """Evaluate and report the newest version if one is due; True if it did."""
         announced = self.announced()
+        self.went_back(announced)
         if self.evaluated is None and 0 <= announced < self.cfg.eval.every_steps:
             self.publish(self.evaluate(0))  # the initial policy, as loaded from --model
             return True
         if not self.due(announced):
             return False
-        self.publish(self.evaluate(self.pull()))
+        self.publish(self.evaluate(*self.pull()))
         return True
 
     def run(self, poll_s: float = 0.5) -> None:

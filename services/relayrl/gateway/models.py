@@ -3,7 +3,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
+
+
+class ValidationProblem(BaseModel):
+    loc: list[str | int] = Field(description="Where: e.g. [\"query\", \"windw\"].")
+    msg: str = Field(description="What is wrong.")
+    type: str = Field(description="The kind of problem (extra_forbidden: a parameter the endpoint does not take).")
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrors(BaseModel):
+    detail: list[ValidationProblem]
 
 
 class Health(BaseModel):
@@ -101,3 +115,7 @@ class RunStatus(BaseModel):
     reward: RewardServiceStatus | None = Field(description="Null when the reward service does not answer.")
     queues: dict[str, QueueDepth] = Field(description="prompts, groups, swe (slow lane), dead (dead letters).")
     actors: list[ActorConsumer] = Field(description="Consumers of the prompts stream.")
+    finished: bool = Field(False, description="The learner finished its steps (it says so, or the run directory holds "
+                                              "the run's summary and Redis is gone).")
+    summary: dict[str, float | int] | None = Field(None, description="OUT/summary.json of a finished local run, "
+                                                                     "answered once its Redis is gone.")

@@ -13,6 +13,22 @@ if TYPE_CHECKING:
 def settings_from(config: Path | None, endpoints: Path | None, **flags) -> GatewaySettings:
     """Settings from, in rising precedence: the environment, `config` (run name, queue.url),
     `endpoints` (a local run's addresses), and the flags that are not None / empty."""
+
+    from pydantic import ValidationError
+
+    from relayrl.preflight import StartupError
+
+    try:
+        return _settings(config, endpoints, flags)
+    except ValidationError as exc:  # a flag or RELAYRL_GATEWAY_* variable: one line per problem
+        problems = []
+        for e in exc.errors():
+            where, what = ".".join(map(str, e["loc"])) or "settings", e["msg"].removeprefix("Value error, ")
+            problems.append(what if where in what else f"{where}: {what}")
+        raise StartupError("; ".join(problems)) from None
+
+
+def _settings(config: Path | None, endpoints: Path | None, flags: dict) -> GatewaySettings:
     from relayrl.gateway.settings import GatewaySettings
 
     given = {k: v for k, v in flags.items() if v not in (None, [], ())}

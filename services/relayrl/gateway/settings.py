@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,7 +35,18 @@ class GatewaySettings(BaseSettings):
     reward_window: int = Field(64, ge=1, le=10_000)
     """Most recent scored groups the reward statistics are computed over (default of `?window=`)."""
     auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("RELAYRL_AUTH_TOKEN", "auth_token"))
-    """Bearer token every endpoint but health requires (the page also takes `?token=`); null: none."""
+    """Bearer token every endpoint but health requires (the page also takes `?token=`); null: none.
+    Empty is refused, as by the gRPC services."""
+    run_dir: Path | None = None
+    """A local run's output directory (set from its endpoints.json): once the run's Redis is gone,
+    /v1/status answers from its summary.json."""
+
+    @field_validator("auth_token")
+    @classmethod
+    def _not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError("RELAYRL_AUTH_TOKEN is set but empty: set a token, or unset it to run without auth")
+        return token
 
     @classmethod
     def from_endpoints(cls, path: str | Path, **overrides) -> GatewaySettings:
@@ -47,4 +58,4 @@ class GatewaySettings(BaseSettings):
         if token_file.exists() and "auth_token" not in overrides:
             overrides["auth_token"] = token_file.read_text().strip()
         return cls(**{"run": data["run"], "redis_url": data["redis"], "learner": services["learner"]["grpc"],
-                      "reward": services["reward"]["grpc"], "actors": actors, **overrides})
+                      "reward": services["reward"]["grpc"], "actors": actors, "run_dir": Path(path).parent, **overrides})

@@ -9,6 +9,7 @@ restarts. Redis being unreachable is an error (the caller answers 503).
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 
@@ -20,7 +21,7 @@ from relayrl.replay.redis_queue import RedisReplayQueue
 from relayrl.rpc import channel
 from relayrl.wire import common_pb2, learner_pb2, learner_pb2_grpc, reward_pb2, reward_pb2_grpc, rollout_pb2, rollout_pb2_grpc
 
-# The consumer group that reads each stream (DESIGN.md); the dead-letter stream has none.
+# The consumer group that reads each stream (docs/design.md); the dead-letter stream has none.
 STREAM_GROUPS = {"prompts": StreamKeys.ACTORS, "groups": StreamKeys.LEARNER, "swe": StreamKeys.REWARD_WORKERS,
                  "dead": None}
 OUTCOMES = {common_pb2.OUTCOME_PASS: "pass", common_pb2.OUTCOME_FAIL: "fail",
@@ -90,6 +91,16 @@ class RunState:
         kinds = {kind: {**_summary(by_kind.get(kind, [])), **counts} for kind, counts in sorted(outcomes.items())}
         every = [r for rs in by_kind.values() for r in rs]
         return {"groups": len(payloads), **_summary(every), "kinds": kinds}
+
+    def finished_run(self) -> dict | None:
+        """A finished local run's summary (and the learner's final status) from its directory;
+        None while the run directory is unknown or holds no summary."""
+        run_dir = self.settings.run_dir
+        if run_dir is None or not (run_dir / "summary.json").exists():
+            return None
+        status = run_dir / "learner-status.json"
+        return {"path": str(run_dir / "summary.json"), "summary": json.loads((run_dir / "summary.json").read_text()),
+                "learner": json.loads(status.read_text()) if status.exists() else {}}
 
     # -- gRPC -----------------------------------------------------------------------------------
     def _channel(self, address: str) -> grpc.Channel:

@@ -10,7 +10,14 @@ that dies between writing and acknowledging gets the record again), so records a
 
 At the end of a run `wait_for` gives the evaluator time to report the final version, but only
 when an evaluator has reported during this run: a cluster without one does not make the learner
-wait. Torch-free, tested on the in-memory queue.
+wait.
+
+A restarted learner is a new epoch continuing its newest checkpoint (`resumed_step`): the
+versions after that checkpoint are gone. So eval.jsonl is cut back to the versions up to it (as
+metrics.jsonl is), and a result is taken only when it evaluated this epoch's weights or a version
+up to the checkpoint, which both lineages share (the initial policy, epoch "", among them); the
+rest, evaluations of the lost versions still on the stream, are acknowledged and dropped.
+Torch-free, tested on the in-memory queue.
 """
 
 from __future__ import annotations
@@ -40,12 +47,17 @@ def read_jsonl(path: Path) -> list[dict]:
 class EvalFeed:
     """Leases evaluation records from the run's eval stream for one learner consumer."""
 
-    def __init__(self, queue: ReplayQueue, run: str, out: Path, consumer: str = "learner-0") -> None:
-        self.queue, self.consumer = queue, consumer
+    def __init__(self, queue: ReplayQueue, run: str, out: Path, consumer: str = "learner-0", epoch: str = "",
+                 resumed_step: int = 0) -> None:
+        """`epoch`: this learner's lineage; `resumed_step`: the step (= version) of the checkpoint it
+        continues (0: none), the last version it shares with a previous lineage."""
+        self.queue, self.consumer, self.epoch, self.resumed_step = queue, consumer, epoch, resumed_step
         self.stream = StreamKeys(run).eval
         retry(lambda: queue.ensure_group(self.stream, StreamKeys.LEARNER), "learner: creating the eval group", log)
         self.path = Path(out) / EVAL
-        self.seen = {(r["version"], r["dataset"]) for r in read_jsonl(self.path)}
+        kept = [r for r in read_jsonl(self.path) if r["version"] <= resumed_step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self.seen = {(r["version"], r["dataset"]) for r in kept}
         self.reported = False
         """Whether an evaluator has reported during this run (so one is there to wait for)."""
         self._file = open(self.path, "a")
@@ -62,7 +74,7 @@ class EvalFeed:
         for entry in entries:
             record = json.loads(entry.payload)
             key = (record["version"], record["dataset"])
-            if key in self.seen:
+            if key in self.seen or not self.ours(record):
                 continue
             self.seen.add(key)
             self._file.write(json.dumps(record) + "\n")
@@ -76,6 +88,14 @@ class EvalFeed:
         for record in sorted(new, key=lambda r: r["version"]):
             dynamics.observe_eval(record)
         return new
+
+    def ours(self, record: dict) -> bool:
+        """Whether `record` evaluated weights of this lineage (this epoch's, or a version up to the
+        checkpoint it continues)."""
+        if record["version"] <= self.resumed_step or record.get("epoch", "") == self.epoch:
+            return True
+        log.info("learner: dropped the evaluation of version %d of another epoch", record["version"])
+        return False
 
     def wait_for(self, version: int, timeout_s: float, poll_s: float = 0.5) -> list[dict]:
         """Poll until a record of `version` (or later) has arrived or `timeout_s` passed; all

@@ -154,16 +154,17 @@ class RunLog:
             self.trackers.close()
 
 
-def open_runlog(cfg, out: Path, queue, consumer: str, resumed_step: int | None, rank: int = 0) -> RunLog:
-    """The run log of a learner of `cfg` (a `RunConfig`): with the trackers it names and, when
-    evaluation is on, the feed of evaluation results from `queue`. A torchrun follower (rank > 0)
-    gets the plain files only: rank 0 alone tracks and reads evaluations."""
+def open_runlog(cfg, out: Path, queue, consumer: str, resumed_step: int, epoch: str = "", rank: int = 0) -> RunLog:
+    """The run log of a learner of `cfg` (a `RunConfig`) continuing step `resumed_step` as learner
+    `epoch`: with the trackers it names and, when evaluation is on, the feed of evaluation results
+    from `queue`. A torchrun follower (rank > 0) gets the plain files only: rank 0 alone tracks and
+    reads evaluations."""
     if rank > 0:
         return RunLog(out, resumed_step)
     from relayrl.learner.evalfeed import EvalFeed
     from relayrl.tracking import make_trackers
 
     trackers = make_trackers(cfg.tracking, out, cfg.run) if cfg.tracking.backends else None
-    evals = EvalFeed(queue, cfg.run, out, consumer) if cfg.eval.every_steps else None
+    evals = EvalFeed(queue, cfg.run, out, consumer, epoch, resumed_step) if cfg.eval.every_steps else None
     return RunLog(out, resumed_step, trackers, cfg.model_dump(mode="json"), evals, cfg.tracking.samples_every,
                   cfg.tracking.samples_per_step)

@@ -33,24 +33,25 @@ class LearnerServicer(service.WeightServicer):
         return learner_pb2.LearnerStatus(
             version=lr.version, step=lr.step, groups_trained=c.groups_trained,
             groups_dropped_stale=c.groups_dropped["stale"], prompts_admitted=lr.admission.admitted,
-            last_reward_mean=c.last_reward_mean, done=lr.done)
+            last_reward_mean=c.last_reward_mean, done=lr.done, epoch=lr.epoch)
 
 
 def serve(learner: Learner, port: int, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
     return service.serve(LearnerServicer(learner), port, host)
 
 
-def main(config_path: str, redis_url: str, port: int, out: str, model_dir: str, steps: int | None = None,
-         metrics_port: int | None = None, host: str = "127.0.0.1", resume: bool = False) -> None:
-    """Entry of `relayrl serve learner`: train for `steps` in all, serving weights meanwhile; with
-    `resume`, continue from the newest checkpoint under `out`."""
+def main(config_path: str, redis_url: str | None, port: int, out: str, model_dir: str, steps: int | None = None,
+         metrics_port: int | None = None, host: str = "127.0.0.1", fresh: bool = False) -> None:
+    """Entry of `relayrl serve learner`: train for `steps` in all, serving weights meanwhile. It
+    continues the run in `out` from its newest checkpoint when there is one (restart is resume);
+    `fresh` refuses to start over an existing run instead."""
     from relayrl.config import RunConfig
     from relayrl.metrics import serve_metrics
     from relayrl.replay import make_queue
 
     cfg = RunConfig.load(config_path)
     queue = make_queue(cfg.queue, redis_url)
-    learner = Learner(cfg, queue, model_dir, Path(out), resume=resume)
+    learner = Learner(cfg, queue, model_dir, Path(out), fresh=fresh)
     if learner.updater is not None and learner.updater.rank > 0:  # torchrun: rank 0 alone serves and publishes
         log.info("learner rank %d following rank 0", learner.updater.rank)
         learner.updater.follow()

@@ -149,6 +149,15 @@ class ReplayQueue(ABC):
         """Read a shared value; None when unset."""
 
     @abstractmethod
+    def set_values(self, values: dict[str, str]) -> None:
+        """Set several shared values at once: a reader never sees some set and others not (the
+        version and its epoch)."""
+
+    @abstractmethod
+    def get_values(self, keys: list[str]) -> list[str | None]:
+        """Read several shared values at one instant (None for an unset one)."""
+
+    @abstractmethod
     def delete_value(self, key: str) -> None:
         """Unset a shared value (no error when unset)."""
 

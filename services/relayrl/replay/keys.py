@@ -23,6 +23,7 @@ class StreamKeys:
         self.swe = f"{prefix}:swe"
         self.dead = f"{prefix}:dead"
         self.swe_results = f"{prefix}:swe-results"  # slow-lane results, read by the reward service
-        self.version = f"{prefix}:version"
+        self.version = f"{prefix}:version"  # the newest published version (an integer)
+        self.epoch = f"{prefix}:epoch"  # the learner epoch of that version, set with it in one MSET
         self.paused = f"{prefix}:paused"  # "1" while prompt admission is paused (gateway)
         self.eval = f"{prefix}:eval"  # held-out evaluation results (JSON), evaluator -> learner

@@ -272,6 +272,14 @@ class MemoryReplayQueue(ReplayQueue):
         with self._cond:
             self._values[key] = value
 
+    def set_values(self, values: dict[str, str]) -> None:
+        with self._cond:
+            self._values.update(values)
+
+    def get_values(self, keys: list[str]) -> list[str | None]:
+        with self._cond:
+            return [self._values.get(k) for k in keys]
+
     def delete_value(self, key: str) -> None:
         with self._cond:
             self._values.pop(key, None)

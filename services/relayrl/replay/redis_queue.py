@@ -254,6 +254,12 @@ class RedisReplayQueue(ReplayQueue):
     def set_value(self, key: str, value: str) -> None:
         self._r.set(key, value)
 
+    def set_values(self, values: dict[str, str]) -> None:
+        self._r.mset(values)  # one command: atomic
+
+    def get_values(self, keys: list[str]) -> list[str | None]:
+        return [None if v is None else _text(v) for v in self._r.mget(keys)]
+
     def delete_value(self, key: str) -> None:
         self._r.delete(key)
 

@@ -4,8 +4,10 @@ A job is one command run under these layers, each of which holds on its own:
 
 - **namespaces** (bubblewrap): new user, pid, mount, network, IPC, UTS and cgroup namespaces; the
   root is empty but for `/usr` (and the `/bin`, `/lib*` links) mounted read-only, a fresh `/proc`
-  of the new pid namespace, a minimal `/dev`, and size-capped tmpfs on `/tmp` and `/dev/shm`;
-  no network device but loopback; no nested user namespaces (`--disable-userns`); a new session.
+  of the new pid namespace (or, with `proc: bind`, the container's own read-only: a container
+  runtime's masked /proc refuses a fresh one), a minimal `/dev`, and size-capped tmpfs on `/tmp`
+  and `/dev/shm`; no network device but loopback; no nested user namespaces (`--disable-userns`
+  with a fresh /proc; the seccomp filter forbids them either way); a new session.
 - **an unprivileged uid**: where the service runs as root, bwrap itself is started as uid
   `uid_base + slot` (a uid no one else uses, one per concurrent job), so the code is not root on
   the host even if a namespace were escaped; inside it is `nobody` (65534).
@@ -26,10 +28,15 @@ The verdict channel: a pipe whose read end only the service holds; the trusted h
 
 Job setup is race-free: the rlimits are set by `prlimit` before bwrap starts, and bwrap reports its
 sandbox init's pid (`--info-fd`) and waits (`--block-fd`) while the service moves that pid into
-the cgroup; only then does anything untrusted run. Where bwrap is missing the service refuses
-untrusted code unless the config sets `allow_weak`: then jobs run as the unprivileged uid with
-rlimits, cgroups and a scrubbed environment but no namespaces and no seccomp filter (reported as mode "weak" in health and the
-`relayrl_sandbox_mode` metric).
+the cgroup; only then does anything untrusted run.
+
+At start the sandbox runs one empty job: where bwrap is missing, or cannot create its namespaces
+here (a container's seccomp profile, a masked /proc, a kernel that forbids user namespaces), the
+service refuses untrusted code unless the config sets `allow_weak`: then jobs run as the
+unprivileged uid with rlimits, cgroups and a scrubbed environment but no namespaces and no
+seccomp filter (mode "weak"). Either way it says so once: health (`mode`, `reason`), the
+`relayrl_sandbox_isolation_unavailable{layer}` metric, and one log line; the same for per-job
+cgroups the config asks for and the host does not allow (`cgroups: "none"`, `cgroups_reason`).
 
 What this does not cover: kernel vulnerabilities (run reward workers under gVisor where the
 cluster has it, DESIGN.md), CPU-cache side channels, and denial of service through disk I/O
@@ -39,6 +46,7 @@ bandwidth or CPU time shared with other jobs on the host (bounded only by the de
 from __future__ import annotations
 
 import json
+import logging
 import os
 import selectors
 import shutil
@@ -49,17 +57,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import Gauge
+
 from relayrl.config import SandboxConfig
 from relayrl.reward import seccomp_filter
 from relayrl.reward.cgroups import Cgroups
 
+log = logging.getLogger(__name__)
+
+ISOLATION_UNAVAILABLE = Gauge(
+    "relayrl_sandbox_isolation_unavailable", "1 for an isolation layer the config asks for that this host cannot "
+    "give the sandbox (namespaces: bubblewrap cannot create them; cgroups: no per-job cgroups), else 0.", ["layer"])
 INSIDE_UID = 65534
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
        "PYTHONHASHSEED": "0", "TMPDIR": "/tmp"}
 
 
 class SandboxUnavailable(RuntimeError):
-    """bubblewrap is missing and the config does not allow the weak mode."""
+    """bubblewrap is missing or cannot isolate jobs here, and the config does not allow the weak mode."""
 
 
 @dataclass
@@ -107,27 +122,62 @@ class Sandbox:
     """Runs commands under the layers above; thread-safe, `slot` picks the job's uid."""
 
     def __init__(self, cfg: SandboxConfig) -> None:
-        self.cfg = cfg
+        self.cfg, self.proc = cfg, cfg.proc
         self.bwrap = shutil.which("bwrap")
-        if self.bwrap:
-            self.mode = "bwrap"
-        elif cfg.allow_weak:
-            self.mode = "weak"
-        else:
-            self.mode = "unavailable"
+        self.mode, self.reason = "bwrap", None
         self.cgroups = Cgroups(enabled=cfg.use_cgroups)
         self.as_root = os.geteuid() == 0
-        if self.mode == "bwrap":
+        if self.bwrap:
             seccomp_filter.compiled()  # fail at start-up, not on the first job
+            self.reason = self._probe()
+        else:
+            self.reason = "bubblewrap (bwrap) is not installed"
+        if self.reason is not None:
+            self.mode = "weak" if cfg.allow_weak else "unavailable"
+            self.reason += ("; reward.sandbox.allow_weak: running untrusted code without namespaces or seccomp"
+                            if cfg.allow_weak else "; this service refuses untrusted code (reward.sandbox.allow_weak is false)")
+            log.error("sandbox isolation unavailable: %s", self.reason)
+        missing_cgroups = cfg.use_cgroups and self.cgroups.mode == "none"
+        if missing_cgroups:
+            log.warning("sandbox jobs run without per-job cgroups: %s", self.cgroups.reason)
+        ISOLATION_UNAVAILABLE.labels("namespaces").set(float(self.mode != "bwrap"))
+        ISOLATION_UNAVAILABLE.labels("cgroups").set(float(missing_cgroups))
+
+    def _probe(self) -> str | None:
+        """Run one empty job: None when bwrap isolates jobs here, else what stops it."""
+        def failure() -> str | None:
+            result = self.run(["/usr/bin/true"], timeout_s=10.0)
+            if result.error is None and result.exit_code == 0:
+                return None
+            text = (result.error or result.stderr.decode(errors="replace") or f"exit code {result.exit_code}").strip()
+            return text.splitlines()[-1][-300:]
+
+        why = failure()
+        if why is None:
+            return None
+        hint = ("; the container's seccomp or AppArmor profile, or the kernel, forbids the namespaces bubblewrap "
+                "makes (docs/deploying.md)")
+        if self.proc == "fresh":
+            self.proc = "bind"  # would the container's own /proc do? then say so
+            if failure() is None:
+                hint = ("; a bind of the container's /proc would work: set reward.sandbox.proc: bind, or give the "
+                        "pod an unmasked /proc (docs/deploying.md)")
+            self.proc = "fresh"
+        return f"bubblewrap cannot create the sandbox here: {why}{hint}"
 
     def health(self) -> dict:
-        """How jobs are isolated on this host (health, metrics, logs)."""
-        return {"mode": self.mode, "cgroups": self.cgroups.mode, "unprivileged_uid": self.as_root or os.geteuid() != 0,
+        """How jobs are isolated on this host (health, metrics, logs); `reason` says why not when
+        the isolation configured is unavailable."""
+        return {"mode": self.mode, "reason": self.reason, "proc": self.proc, "cgroups": self.cgroups.mode,
+                "cgroups_reason": self.cgroups.reason, "unprivileged_uid": self.as_root or os.geteuid() != 0,
                 "seccomp": self.mode == "bwrap"}
 
     def _bwrap_args(self, info_w: int, block_r: int, seccomp_fd: int, files: dict[str, int],
                     as_pid_1: bool) -> list[str]:
-        args = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+        # --disable-userns writes the job's /proc/sys/user/max_user_namespaces, which a bound
+        # container /proc has read-only: there the seccomp filter alone forbids nested namespaces
+        userns = ["--disable-userns"] if self.proc == "fresh" else []
+        args = [self.bwrap, "--unshare-all", "--unshare-user", *userns, "--die-with-parent",
                 "--new-session", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--clearenv",
                 "--ro-bind", "/usr", "/usr"]
         for link in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
@@ -136,7 +186,8 @@ class Sandbox:
                 args += ["--symlink", os.readlink(path), link]
             elif path.is_dir():
                 args += ["--ro-bind", link, link]
-        args += ["--proc", "/proc", "--dev", "/dev",
+        args += ["--proc", "/proc"] if self.proc == "fresh" else ["--ro-bind", "/proc", "/proc"]
+        args += ["--dev", "/dev",
                  "--size", str(self.cfg.tmpfs_mb << 20), "--tmpfs", "/tmp",
                  "--size", str(self.cfg.tmpfs_mb << 20), "--tmpfs", "/dev/shm",
                  "--size", "16777216", "--tmpfs", "/sandbox"]
@@ -165,8 +216,7 @@ class Sandbox:
         and a verdict pipe (its fd number replaces "{verdict_fd}" in `argv`); the whole job is
         killed at `timeout_s`."""
         if self.mode == "unavailable":
-            raise SandboxUnavailable("bubblewrap (bwrap) is not installed and reward.sandbox.allow_weak is "
-                                     "false: refusing to run untrusted code")
+            raise SandboxUnavailable(self.reason)
         started = time.monotonic()
         opened: list[int] = []
 
@@ -185,10 +235,9 @@ class Sandbox:
             os.write(fd, data)
             os.lseek(fd, 0, os.SEEK_SET)
             file_fds[dest] = fd
-        workdir = None
-        cgroup = self.cgroups.create(self.cfg.memory_mb << 20, self.cfg.max_processes)
-        proc = None
+        workdir = cgroup = proc = None
         try:
+            cgroup = self.cgroups.create(self.cfg.memory_mb << 20, self.cfg.max_processes)
             uid = self.cfg.uid_base + slot if self.as_root else None
             if self.mode == "bwrap":
                 seccomp_fd = seccomp_filter.memfd()

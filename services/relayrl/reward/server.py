@@ -85,7 +85,7 @@ def serve(cfg: RewardConfig, queue: ReplayQueue, run: str, port: int = 0, host: 
         server, bound, health_servicer = start_server(
             port, [(reward_pb2_grpc.add_RewardServiceServicer_to_server, RewardServicer(service), SERVICE_NAME)],
             host=host, workers=rpc_threads)
-    except OSError:
+    except Exception:  # the port cannot be bound (StartupError), or anything else: no worker outlives it
         service.close(drain=False)
         raise
     # Per-kind health ("relayrl.v1.RewardService/code"): NOT_SERVING where a kind refuses work,

@@ -40,8 +40,8 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from relayrl import metrics
 from relayrl.config import RewardConfig
+from relayrl.replay import metrics
 from relayrl.replay.base import Entry, ReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.retry import Backoff, is_transient

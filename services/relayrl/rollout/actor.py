@@ -11,6 +11,11 @@ again to another actor after the idle timeout, and the learner drops the duplica
 With `rollout.update_every_tokens` > 0 the actor also checks for a new version in the middle of a
 generation: the engine pauses every that many tokens, the actor loads the newest version if there
 is one, and generation resumes; every token carries the version that produced it.
+
+A version belongs to a learner epoch (a new one each time a learner starts): the actor follows
+the announced (version, epoch), so after a learner restart it drops the dead lineage's weights
+even when their version number is higher, and every sample carries the epoch of the weights that
+began it, so the learner can drop the groups of another lineage.
 """
 
 from __future__ import annotations
@@ -19,22 +24,23 @@ import logging
 import threading
 import time
 
-from relayrl import metrics
 from relayrl.config import RunConfig
 from relayrl.replay import ReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.retry import run_until_stopped
+from relayrl.rollout import metrics
 from relayrl.rollout.engine import Completion, Engine
+from relayrl.weights import metrics as weight_metrics
 from relayrl.weights.source import WeightSource
 from relayrl.wire import common_pb2
 
 log = logging.getLogger("relayrl.actor")
 
 
-def to_sample(group_id: str, index: int, c: Completion) -> common_pb2.Sample:
+def to_sample(group_id: str, index: int, c: Completion, epoch: str = "") -> common_pb2.Sample:
     return common_pb2.Sample(
         sample_id=f"{group_id}/{index}", prompt_token_ids=c.prompt_token_ids, completion_token_ids=c.token_ids,
-        logprobs=c.logprobs, versions=c.versions, text=c.text, finish_reason=c.finish_reason)
+        logprobs=c.logprobs, versions=c.versions, text=c.text, finish_reason=c.finish_reason, epoch=epoch)
 
 
 class Actor:
@@ -51,30 +57,42 @@ class Actor:
         self.stop = threading.Event()
         self.groups_generated = 0
         self.tokens_generated = 0
+        self.epoch: str | None = None
+        """Learner epoch of the weights the engine holds; None: its initial `--model` (version 0
+        of every lineage), nothing loaded yet."""
         queue.ensure_group(self.keys.prompts, StreamKeys.ACTORS)
 
+    def announced(self) -> tuple[int, str]:
+        """The announced (version, epoch), read together; (-1, "") before the first."""
+        version, epoch = self.queue.get_values([self.keys.version, self.keys.epoch])
+        return (-1 if version is None else int(version)), epoch or ""
+
     def announced_version(self) -> int:
-        value = self.queue.get_value(self.keys.version)
-        return -1 if value is None else int(value)
+        return self.announced()[0]
 
     def follow_weights(self) -> bool:
         """Load the announced version when it differs from the engine's; True if loaded.
 
-        Usually the learner is ahead. It is behind after it crashed and resumed from a checkpoint:
-        the versions after that checkpoint are lost, and an actor that kept them must go back."""
-        announced = self.announced_version()
+        Usually the learner is ahead. After it crashed and resumed from a checkpoint it is a new
+        epoch, behind: the versions after that checkpoint are lost, and an actor that kept them
+        must go back, even to a version number it had."""
+        announced, epoch = self.announced()
         metrics.VERSION_LAG.set(max(0, announced - self.engine.version))
-        if announced < 0 or announced == self.engine.version:
+        if announced < 0 or (announced == self.engine.version and epoch == self.epoch):
+            return False
+        if self.epoch is None and announced == self.engine.version == 0:
+            self.epoch = epoch  # a new lineage's version 0 is the initial model this engine holds
             return False
         t0 = time.perf_counter()
-        version, state = self.weights.fetch(-1)
+        version, state, epoch = self.weights.fetch(-1)
         with self.lock:
             self.engine.load_weights(state, version)
-        metrics.WEIGHT_SYNC.labels("actor").observe(time.perf_counter() - t0)
-        metrics.WEIGHT_BYTES.labels("actor").inc(sum(t.numel() * t.element_size() for t in state.values()))
-        metrics.POLICY_VERSION.labels("actor").set(version)
+            self.epoch = epoch
+        weight_metrics.WEIGHT_SYNC.labels("actor").observe(time.perf_counter() - t0)
+        weight_metrics.WEIGHT_BYTES.labels("actor").inc(sum(t.numel() * t.element_size() for t in state.values()))
+        weight_metrics.POLICY_VERSION.labels("actor").set(version)
         metrics.VERSION_LAG.set(max(0, announced - version))
-        log.info("%s loaded version %d", self.actor_id, version)
+        log.info("%s loaded version %d (learner epoch %s)", self.actor_id, version, epoch or "-")
         return True
 
     def step(self) -> int:
@@ -87,6 +105,7 @@ class Actor:
         # follow after leasing: the prompt was admitted at a version already announced, so the
         # group is generated by that version or a newer one, never an older one
         self.follow_weights()
+        epoch = self.epoch or ""  # the lineage the generation begins with (a mid-generation update may change it)
         prompts = [common_pb2.Prompt.FromString(e.payload) for e in entries]
         with self.lock:
             groups = self.engine.generate([p.text for p in prompts], rc.sampling, between=self.follow_weights,
@@ -94,7 +113,7 @@ class Actor:
         for entry, prompt, completions in zip(entries, prompts, groups):
             group = common_pb2.Group(group_id=prompt.prompt_id, prompt=prompt, actor_id=self.actor_id,
                                      prompt_entry_id=entry.id,
-                                     samples=[to_sample(prompt.prompt_id, i, c) for i, c in enumerate(completions)])
+                                     samples=[to_sample(prompt.prompt_id, i, c, epoch) for i, c in enumerate(completions)])
             self.reward.submit(group)
             self.groups_generated += 1
             for c in completions:

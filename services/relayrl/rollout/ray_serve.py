@@ -78,7 +78,7 @@ class RolloutReplica:
             raise
         if latest <= self.engine.version:
             return False
-        version, state = self.weights.fetch(-1)
+        version, state, _epoch = self.weights.fetch(-1)  # replicas compare versions only (no epochs yet)
         with self.lock:
             self.engine.load_weights(state, version)
         log.info("replica %s loaded version %d", self.replica_id, version)

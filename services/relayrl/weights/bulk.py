@@ -4,11 +4,12 @@ Python gRPC moves a large payload at a fraction of what the loopback or the NIC 
 chunk is copied by protobuf, by the C core and into HTTP/2 frames on both sides (see
 docs/benchmarks.md). The announcement, the version numbers and the learner-to-relay hop stay on
 gRPC; a relay additionally serves the bytes it holds to its node's actors over this protocol, as
-DESIGN.md allows a fast path to replace the gRPC transfer:
+docs/design.md allows a fast path to replace the gRPC transfer:
 
     request   8 bytes: signed big-endian version wanted (-1: newest; -2: newest's header only)
     reply     8 bytes version (-1: not available), 8 bytes payload length,
-              16 bytes wire dtype (ASCII, NUL-padded), then the payload (safetensors bytes)
+              16 bytes wire dtype (ASCII, NUL-padded), 16 bytes learner epoch (ASCII,
+              NUL-padded), then the payload (safetensors bytes)
 
 One request per connection. A request that is not 8 bytes, or names a version below -2, is
 answered with version -1 and the connection closed; the server never parses anything else from
@@ -27,10 +28,10 @@ import struct
 import threading
 
 from relayrl.weights import IncompleteWeights, VersionUnavailable
-from relayrl.weights.source import WeightSource
+from relayrl.weights.source import Fetched, WeightSource
 from relayrl.weights.store import WeightStore, deserialize
 
-HEADER = struct.Struct(">qq16s")
+HEADER = struct.Struct(">qq16s16s")
 REQUEST = struct.Struct(">q")
 HEADER_ONLY = -2
 
@@ -69,14 +70,14 @@ class _Handler(socketserver.BaseRequestHandler):
         raw = _recv_exact(sock, REQUEST.size, allow_short=True)
         version = REQUEST.unpack(raw)[0] if raw is not None else -3
         if version < HEADER_ONLY:
-            sock.sendall(HEADER.pack(-1, 0, b"bad request"))
+            sock.sendall(HEADER.pack(-1, 0, b"bad request", b""))
             return
         server.before_read(-1 if version == HEADER_ONLY else version)
         item = server.store.get(-1 if version == HEADER_ONLY else version)
         if item is None:
-            sock.sendall(HEADER.pack(-1, 0, b""))
+            sock.sendall(HEADER.pack(-1, 0, b"", b""))
             return
-        sock.sendall(HEADER.pack(item.version, len(item.payload), item.wire_dtype.encode()))
+        sock.sendall(HEADER.pack(item.version, len(item.payload), item.wire_dtype.encode(), item.epoch.encode()))
         if version != HEADER_ONLY:
             server.count(len(item.payload))  # before the bytes leave: the reader may finish first
             try:
@@ -113,32 +114,32 @@ class BulkWeightSource(WeightSource):
         self.bytes_received = 0
         self._buf: bytearray | None = None
 
-    def _request(self, version: int) -> tuple[int, str, bytearray | None]:
+    def _request(self, version: int) -> tuple[int, str, str, bytearray | None]:
         with socket.create_connection(self.address, timeout=self.timeout_s) as sock:
             sock.sendall(REQUEST.pack(version))
-            got, total, dtype = HEADER.unpack(_recv_exact(sock, HEADER.size))
+            got, total, dtype, epoch = HEADER.unpack(_recv_exact(sock, HEADER.size))
             if got < 0:
-                return -1, "", None
+                return -1, "", "", None
             payload = None
             if version != HEADER_ONLY:
                 if self._buf is None or len(self._buf) < total:
                     self._buf = bytearray(total)
                 payload = _recv_exact(sock, total, into=self._buf)
-        return got, dtype.rstrip(b"\0").decode(), payload
+        return got, dtype.rstrip(b"\0").decode(), epoch.rstrip(b"\0").decode(), payload
 
     def latest_version(self) -> int:
         return self._request(HEADER_ONLY)[0]
 
-    def fetch_payload(self, version: int = -1) -> tuple[int, str, memoryview | bytearray]:
-        """(version, wire dtype, payload); the payload is a view of the reused buffer, valid
-        until the next fetch."""
-        got, dtype, payload = self._request(version)
+    def fetch_payload(self, version: int = -1) -> tuple[int, str, str, memoryview | bytearray]:
+        """(version, wire dtype, epoch, payload); the payload is a view of the reused buffer,
+        valid until the next fetch."""
+        got, dtype, epoch, payload = self._request(version)
         if got < 0 or payload is None:
             raise VersionUnavailable(f"version {version} is not available at {self.address[0]}:{self.address[1]}")
         self.bytes_received += len(payload)
-        return got, dtype, payload
+        return got, dtype, epoch, payload
 
-    def fetch(self, version: int = -1) -> tuple[int, dict]:
-        got, _, payload = self.fetch_payload(version)
-        return got, deserialize(bytes(payload))
+    def fetch(self, version: int = -1) -> Fetched:
+        got, _, epoch, payload = self.fetch_payload(version)
+        return Fetched(got, deserialize(bytes(payload)), epoch)
 

@@ -10,9 +10,13 @@ per version is one payload per first-level relay, whatever the number of actors.
 
 An actor asking for the newest version (-1) while the relay is still pulling a newer one than it
 holds waits for that pull, so a late joiner loads the newest version first, as it would from the
-learner. The relay serves bytes as it received them; it does not check what they contain (the
-learner's payload is trusted as it is on the direct path), and it has no authentication of its
-own: run it on the node's loopback or a private network, like the learner's weight port.
+learner. "Newer" includes another learner epoch: a learner that restarted resumes from its last
+checkpoint, so its version numbers go back; the relay pulls the new lineage's version at once and
+drops every version of the old one (`WeightStore.put`).
+
+The relay serves bytes as it received them; it does not check what they contain (the learner's
+payload is trusted as it is on the direct path), and it has no authentication of its own: run it
+on the node's loopback or a private network, like the learner's weight port.
 
 Besides gRPC a relay can serve its actors over a plain TCP stream (`weights/bulk.py`, actors use
 `--learner bulk://host:port`): Python gRPC moves large payloads at a fraction of socket speed.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 
 import grpc
 
@@ -35,9 +40,10 @@ log = logging.getLogger("relayrl.relay")
 
 def pull_payload(stub, version: int = -1, timeout_s: float = 120.0) -> Published:
     """Pull one version's raw payload from a `LearnerService` (a learner or another relay)."""
-    got, payload = reassemble(stub.GetWeights(learner_pb2.GetWeightsRequest(version=version), timeout=timeout_s))
+    item = reassemble(stub.GetWeights(learner_pb2.GetWeightsRequest(version=version), timeout=timeout_s))
     info = stub.GetLatestVersion(learner_pb2.GetLatestVersionRequest(), timeout=timeout_s)
-    return Published(got, payload, info.wire_dtype if info.version == got else "")
+    same = (info.version, info.epoch) == (item.version, item.epoch)
+    return replace(item, wire_dtype=info.wire_dtype if same else "")
 
 
 class WeightRelay:
@@ -59,25 +65,34 @@ class WeightRelay:
         self._thread: threading.Thread | None = None
         self.servicer = WeightServicer(self.store, chunk_bytes, before_read=self._ensure)
 
-    def upstream_version(self) -> int:
+    def upstream_latest(self) -> tuple[int, str]:
+        """(version, epoch) of upstream's newest; (-1, "") while it has published nothing."""
         try:
-            return self._stub.GetLatestVersion(learner_pb2.GetLatestVersionRequest(), timeout=self.timeout_s).version
+            info = self._stub.GetLatestVersion(learner_pb2.GetLatestVersionRequest(), timeout=self.timeout_s)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:  # nothing published upstream yet
-                return -1
+                return -1, ""
             raise
+        return info.version, info.epoch
+
+    def upstream_version(self) -> int:
+        return self.upstream_latest()[0]
 
     def held_version(self) -> int:
         return self.store.newest_version()
 
     def sync(self) -> bool:
-        """Pull the newest upstream version if it is newer than the one held; True if pulled.
-        Concurrent callers share one pull (the lock), so a version is pulled once."""
+        """Pull the newest upstream version if it is newer than the one held, or of another
+        epoch (the learner restarted: its versions went back); True if pulled. Concurrent callers
+        share one pull (the lock), so a version is pulled once."""
         with self._pull_lock:
-            newest = self.upstream_version()
-            if newest <= self.held_version():
+            newest, epoch = self.upstream_latest()
+            if newest < 0 or (epoch == self.store.epoch and newest <= self.held_version()):
                 return False
             item = pull_payload(self._stub, -1, self.timeout_s)
+            if item.epoch != self.store.epoch:
+                log.info("relay: upstream %s is a new learner epoch %s (was %s): its versions replace those held",
+                         self.upstream, item.epoch or "-", self.store.epoch or "-")
             self.store.put(item)
             self.bytes_pulled += len(item.payload)
             self.pulls += 1

@@ -6,7 +6,9 @@ passes a `before_read` hook that pulls a newer version from upstream before a re
 a transient failure of that hook is answered UNAVAILABLE, so the reader retries instead of seeing
 UNKNOWN). `GetWeights` streams a version in `chunk_bytes` pieces, each with its offset and the
 total; `reassemble` is the one reader of such a stream (the gRPC weight source and a relay's
-upstream pull) and raises `IncompleteWeights` when the stream ends short or out of order.
+upstream pull) and raises `IncompleteWeights` when the stream ends short or out of order. Every
+answer carries the version's learner epoch, so a reader never takes one lineage's version for
+another's.
 
 Answers: asking for the newest version (-1) before any is held is UNAVAILABLE (come back later),
 as `GetLatestVersion` is then; a version that is not held (evicted or never published) is
@@ -22,7 +24,7 @@ import grpc
 
 from relayrl.retry import is_transient
 from relayrl.weights import IncompleteWeights
-from relayrl.weights.store import WeightStore
+from relayrl.weights.store import Published, WeightStore
 from relayrl.wire import learner_pb2, learner_pb2_grpc
 
 SERVICE_NAME = learner_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name
@@ -53,7 +55,7 @@ class WeightServicer(learner_pb2_grpc.LearnerServiceServicer):
         if item is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "no version published yet")
         return learner_pb2.VersionInfo(version=item.version, total_bytes=len(item.payload),
-                                       wire_dtype=item.wire_dtype)
+                                       wire_dtype=item.wire_dtype, epoch=item.epoch)
 
     def GetWeights(self, request, context):
         if request.version < -1:
@@ -69,27 +71,28 @@ class WeightServicer(learner_pb2_grpc.LearnerServiceServicer):
         for offset, data in self.store.chunks(item, self.chunk_bytes):
             with self._lock:  # counted before the chunk leaves: a reader that has it all sees it counted
                 self.bytes_sent += len(data)
-            yield learner_pb2.WeightChunk(version=item.version, offset=offset, total_bytes=total, data=data)
+            yield learner_pb2.WeightChunk(version=item.version, offset=offset, total_bytes=total, data=data,
+                                          epoch=item.epoch)
 
     def GetStatus(self, request, context):
         """A store's status is its newest version (the learner's servicer answers with its counters)."""
-        return learner_pb2.LearnerStatus(version=self.store.newest_version())
+        return learner_pb2.LearnerStatus(version=self.store.newest_version(), epoch=self.store.epoch)
 
 
-def reassemble(chunks: Iterable[learner_pb2.WeightChunk]) -> tuple[int, bytes]:
-    """(version, payload) of a `GetWeights` stream; IncompleteWeights when it ends short or a
-    chunk is out of order."""
+def reassemble(chunks: Iterable[learner_pb2.WeightChunk]) -> Published:
+    """The version a `GetWeights` stream carries (its wire dtype "": the stream does not say);
+    IncompleteWeights when it ends short or a chunk is out of order."""
     parts: list[bytes] = []
-    version, total, size = None, -1, 0
+    version, epoch, total, size = None, "", -1, 0
     for chunk in chunks:
         if chunk.offset != size:
             raise IncompleteWeights(f"weight chunk at offset {chunk.offset}, expected {size}")
-        version, total = chunk.version, chunk.total_bytes
+        version, epoch, total = chunk.version, chunk.epoch, chunk.total_bytes
         parts.append(chunk.data)
         size += len(chunk.data)
     if version is None or size != total:
         raise IncompleteWeights(f"incomplete weights: {size} of {max(total, 0)} bytes received")
-    return version, b"".join(parts)
+    return Published(version, b"".join(parts), "", epoch)
 
 
 def serve(servicer: WeightServicer, port: int, host: str = "127.0.0.1", workers: int = 8) -> tuple[grpc.Server, int]:

@@ -7,6 +7,10 @@ one buffer, not N serializations. A relay stores payloads it received already se
 so the learner and a relay serve from the same store. Tied embeddings travel once
 (`lm_head.weight` is dropped when it aliases the input embeddings). torch is imported only by
 `serialize` and `deserialize`.
+
+A store holds the versions of one learner *epoch* (a new one each time a learner starts, so a
+resumed learner's version 100 is not the dead lineage's version 100): putting a version of
+another epoch drops every version held, so a relay never serves a dead lineage's weights.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ class Published:
     version: int
     payload: bytes
     wire_dtype: str
+    epoch: str = ""
+    """The learner epoch (lineage) the version belongs to; "" when unknown."""
 
 
 def serialize(state_dict: dict, wire_dtype: str) -> bytes:
@@ -54,10 +60,11 @@ def deserialize(payload: bytes) -> dict:
 
 
 class WeightStore:
-    """The last `keep` published versions, thread-safe."""
+    """The last `keep` published versions of one learner epoch, thread-safe."""
 
-    def __init__(self, keep: int = 2) -> None:
+    def __init__(self, keep: int = 2, epoch: str = "") -> None:
         self._keep = keep
+        self.epoch = epoch
         self._versions: OrderedDict[int, Published] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -65,13 +72,17 @@ class WeightStore:
         """Serialize `state_dict` as `version` and keep it (the learner's side)."""
         if wire_dtype not in DTYPES:
             raise ValueError(f"wire_dtype must be one of {DTYPES}, not {wire_dtype!r}")
-        item = Published(version, serialize(state_dict, wire_dtype), wire_dtype)
+        item = Published(version, serialize(state_dict, wire_dtype), wire_dtype, self.epoch)
         self.put(item)
         return item
 
     def put(self, item: Published) -> None:
-        """Keep a payload that is already serialized (a relay's side), evicting the oldest."""
+        """Keep a payload that is already serialized (a relay's side), evicting the oldest; one of
+        another epoch (the learner restarted) replaces everything held."""
         with self._lock:
+            if item.epoch != self.epoch:
+                self._versions.clear()
+                self.epoch = item.epoch
             self._versions[item.version] = item
             while len(self._versions) > self._keep:
                 self._versions.popitem(last=False)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17relayrl/v1/common.proto\x12\nrelayrl.v1\"v\n\x06Prompt\x12\x11\n\tprompt_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x10\n\x08metadata\x18\x05 \x01(\t\x12\x18\n\x10\x61\x64mitted_version\x18\x06 \x01(\x03\"\x9c\x01\n\x06Sample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x02 \x03(\x05\x12\x1c\n\x14\x63ompletion_token_ids\x18\x03 \x03(\x05\x12\x10\n\x08logprobs\x18\x04 \x03(\x02\x12\x10\n\x08versions\x18\x05 \x03(\x03\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\x15\n\rfinish_reason\x18\x07 \x01(\t\"\xcc\x01\n\x05Score\x12$\n\x07outcome\x18\x01 \x01(\x0e\x32\x13.relayrl.v1.Outcome\x12\x0e\n\x06reward\x18\x02 \x01(\x01\x12\x35\n\ncomponents\x18\x03 \x03(\x0b\x32!.relayrl.v1.Score.ComponentsEntry\x12\x0f\n\x07\x64\x65tails\x18\x04 \x01(\t\x12\x12\n\nduration_s\x18\x05 \x01(\x01\x1a\x31\n\x0f\x43omponentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb0\x01\n\x05Group\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\"\n\x06prompt\x18\x02 \x01(\x0b\x32\x12.relayrl.v1.Prompt\x12#\n\x07samples\x18\x03 \x03(\x0b\x32\x12.relayrl.v1.Sample\x12!\n\x06scores\x18\x04 \x03(\x0b\x32\x11.relayrl.v1.Score\x12\x10\n\x08\x61\x63tor_id\x18\x05 \x01(\t\x12\x17\n\x0fprompt_entry_id\x18\x06 \x01(\t*_\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n\x0cOUTCOME_PASS\x10\x01\x12\x10\n\x0cOUTCOME_FAIL\x10\x02\x12\x17\n\x13OUTCOME_INFRA_ERROR\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17relayrl/v1/common.proto\x12\nrelayrl.v1\"v\n\x06Prompt\x12\x11\n\tprompt_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x10\n\x08metadata\x18\x05 \x01(\t\x12\x18\n\x10\x61\x64mitted_version\x18\x06 \x01(\x03\"\xab\x01\n\x06Sample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x02 \x03(\x05\x12\x1c\n\x14\x63ompletion_token_ids\x18\x03 \x03(\x05\x12\x10\n\x08logprobs\x18\x04 \x03(\x02\x12\x10\n\x08versions\x18\x05 \x03(\x03\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\x15\n\rfinish_reason\x18\x07 \x01(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\t\"\xcc\x01\n\x05Score\x12$\n\x07outcome\x18\x01 \x01(\x0e\x32\x13.relayrl.v1.Outcome\x12\x0e\n\x06reward\x18\x02 \x01(\x01\x12\x35\n\ncomponents\x18\x03 \x03(\x0b\x32!.relayrl.v1.Score.ComponentsEntry\x12\x0f\n\x07\x64\x65tails\x18\x04 \x01(\t\x12\x12\n\nduration_s\x18\x05 \x01(\x01\x1a\x31\n\x0f\x43omponentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb0\x01\n\x05Group\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\"\n\x06prompt\x18\x02 \x01(\x0b\x32\x12.relayrl.v1.Prompt\x12#\n\x07samples\x18\x03 \x03(\x0b\x32\x12.relayrl.v1.Sample\x12!\n\x06scores\x18\x04 \x03(\x0b\x32\x11.relayrl.v1.Score\x12\x10\n\x08\x61\x63tor_id\x18\x05 \x01(\t\x12\x17\n\x0fprompt_entry_id\x18\x06 \x01(\t*_\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n\x0cOUTCOME_PASS\x10\x01\x12\x10\n\x0cOUTCOME_FAIL\x10\x02\x12\x17\n\x13OUTCOME_INFRA_ERROR\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCORE_COMPONENTSENTRY']._loaded_options = None
   _globals['_SCORE_COMPONENTSENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=704
-  _globals['_OUTCOME']._serialized_end=799
+  _globals['_OUTCOME']._serialized_start=719
+  _globals['_OUTCOME']._serialized_end=814
   _globals['_PROMPT']._serialized_start=39
   _globals['_PROMPT']._serialized_end=157
   _globals['_SAMPLE']._serialized_start=160
-  _globals['_SAMPLE']._serialized_end=316
-  _globals['_SCORE']._serialized_start=319
-  _globals['_SCORE']._serialized_end=523
-  _globals['_SCORE_COMPONENTSENTRY']._serialized_start=474
-  _globals['_SCORE_COMPONENTSENTRY']._serialized_end=523
-  _globals['_GROUP']._serialized_start=526
-  _globals['_GROUP']._serialized_end=702
+  _globals['_SAMPLE']._serialized_end=331
+  _globals['_SCORE']._serialized_start=334
+  _globals['_SCORE']._serialized_end=538
+  _globals['_SCORE_COMPONENTSENTRY']._serialized_start=489
+  _globals['_SCORE_COMPONENTSENTRY']._serialized_end=538
+  _globals['_GROUP']._serialized_start=541
+  _globals['_GROUP']._serialized_end=717
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18relayrl/v1/learner.proto\x12\nrelayrl.v1\"\x19\n\x17GetLatestVersionRequest\"G\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x03\x12\x12\n\nwire_dtype\x18\x03 \x01(\t\"$\n\x11GetWeightsRequest\x12\x0f\n\x07version\x18\x01 \x01(\x03\"Q\n\x0bWeightChunk\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x16\n\x14LearnerStatusRequest\"\xa6\x01\n\rLearnerStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x16\n\x0egroups_trained\x18\x03 \x01(\x03\x12\x1c\n\x14groups_dropped_stale\x18\x04 \x01(\x03\x12\x18\n\x10prompts_admitted\x18\x05 \x01(\x03\x12\x18\n\x10last_reward_mean\x18\x06 \x01(\x01\x12\x0c\n\x04\x64one\x18\x07 \x01(\x08\x32\xf4\x01\n\x0eLearnerService\x12P\n\x10GetLatestVersion\x12#.relayrl.v1.GetLatestVersionRequest\x1a\x17.relayrl.v1.VersionInfo\x12\x46\n\nGetWeights\x12\x1d.relayrl.v1.GetWeightsRequest\x1a\x17.relayrl.v1.WeightChunk0\x01\x12H\n\tGetStatus\x12 .relayrl.v1.LearnerStatusRequest\x1a\x19.relayrl.v1.LearnerStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18relayrl/v1/learner.proto\x12\nrelayrl.v1\"\x19\n\x17GetLatestVersionRequest\"V\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x03\x12\x12\n\nwire_dtype\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\t\"$\n\x11GetWeightsRequest\x12\x0f\n\x07version\x18\x01 \x01(\x03\"`\n\x0bWeightChunk\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\r\n\x05\x65poch\x18\x05 \x01(\t\"\x16\n\x14LearnerStatusRequest\"\xb5\x01\n\rLearnerStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x16\n\x0egroups_trained\x18\x03 \x01(\x03\x12\x1c\n\x14groups_dropped_stale\x18\x04 \x01(\x03\x12\x18\n\x10prompts_admitted\x18\x05 \x01(\x03\x12\x18\n\x10last_reward_mean\x18\x06 \x01(\x01\x12\x0c\n\x04\x64one\x18\x07 \x01(\x08\x12\r\n\x05\x65poch\x18\x08 \x01(\t2\xf4\x01\n\x0eLearnerService\x12P\n\x10GetLatestVersion\x12#.relayrl.v1.GetLatestVersionRequest\x1a\x17.relayrl.v1.VersionInfo\x12\x46\n\nGetWeights\x12\x1d.relayrl.v1.GetWeightsRequest\x1a\x17.relayrl.v1.WeightChunk0\x01\x12H\n\tGetStatus\x12 .relayrl.v1.LearnerStatusRequest\x1a\x19.relayrl.v1.LearnerStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +35,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETLATESTVERSIONREQUEST']._serialized_start=40
   _globals['_GETLATESTVERSIONREQUEST']._serialized_end=65
   _globals['_VERSIONINFO']._serialized_start=67
-  _globals['_VERSIONINFO']._serialized_end=138
-  _globals['_GETWEIGHTSREQUEST']._serialized_start=140
-  _globals['_GETWEIGHTSREQUEST']._serialized_end=176
-  _globals['_WEIGHTCHUNK']._serialized_start=178
-  _globals['_WEIGHTCHUNK']._serialized_end=259
-  _globals['_LEARNERSTATUSREQUEST']._serialized_start=261
-  _globals['_LEARNERSTATUSREQUEST']._serialized_end=283
-  _globals['_LEARNERSTATUS']._serialized_start=286
-  _globals['_LEARNERSTATUS']._serialized_end=452
-  _globals['_LEARNERSERVICE']._serialized_start=455
-  _globals['_LEARNERSERVICE']._serialized_end=699
+  _globals['_VERSIONINFO']._serialized_end=153
+  _globals['_GETWEIGHTSREQUEST']._serialized_start=155
+  _globals['_GETWEIGHTSREQUEST']._serialized_end=191
+  _globals['_WEIGHTCHUNK']._serialized_start=193
+  _globals['_WEIGHTCHUNK']._serialized_end=289
+  _globals['_LEARNERSTATUSREQUEST']._serialized_start=291
+  _globals['_LEARNERSTATUSREQUEST']._serialized_end=313
+  _globals['_LEARNERSTATUS']._serialized_start=316
+  _globals['_LEARNERSTATUS']._serialized_end=497
+  _globals['_LEARNERSERVICE']._serialized_start=500
+  _globals['_LEARNERSERVICE']._serialized_end=744
 # @@protoc_insertion_point(module_scope)

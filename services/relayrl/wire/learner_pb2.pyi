@@ -10,14 +10,16 @@ class GetLatestVersionRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class VersionInfo(_message.Message):
-    __slots__ = ("version", "total_bytes", "wire_dtype")
+    __slots__ = ("version", "total_bytes", "wire_dtype", "epoch")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     WIRE_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     version: int
     total_bytes: int
     wire_dtype: str
-    def __init__(self, version: _Optional[int] = ..., total_bytes: _Optional[int] = ..., wire_dtype: _Optional[str] = ...) -> None: ...
+    epoch: str
+    def __init__(self, version: _Optional[int] = ..., total_bytes: _Optional[int] = ..., wire_dtype: _Optional[str] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class GetWeightsRequest(_message.Message):
     __slots__ = ("version",)
@@ -26,23 +28,25 @@ class GetWeightsRequest(_message.Message):
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class WeightChunk(_message.Message):
-    __slots__ = ("version", "offset", "total_bytes", "data")
+    __slots__ = ("version", "offset", "total_bytes", "data", "epoch")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     version: int
     offset: int
     total_bytes: int
     data: bytes
-    def __init__(self, version: _Optional[int] = ..., offset: _Optional[int] = ..., total_bytes: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    epoch: str
+    def __init__(self, version: _Optional[int] = ..., offset: _Optional[int] = ..., total_bytes: _Optional[int] = ..., data: _Optional[bytes] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class LearnerStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class LearnerStatus(_message.Message):
-    __slots__ = ("version", "step", "groups_trained", "groups_dropped_stale", "prompts_admitted", "last_reward_mean", "done")
+    __slots__ = ("version", "step", "groups_trained", "groups_dropped_stale", "prompts_admitted", "last_reward_mean", "done", "epoch")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     GROUPS_TRAINED_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +54,7 @@ class LearnerStatus(_message.Message):
     PROMPTS_ADMITTED_FIELD_NUMBER: _ClassVar[int]
     LAST_REWARD_MEAN_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     version: int
     step: int
     groups_trained: int
@@ -57,4 +62,5 @@ class LearnerStatus(_message.Message):
     prompts_admitted: int
     last_reward_mean: float
     done: bool
-    def __init__(self, version: _Optional[int] = ..., step: _Optional[int] = ..., groups_trained: _Optional[int] = ..., groups_dropped_stale: _Optional[int] = ..., prompts_admitted: _Optional[int] = ..., last_reward_mean: _Optional[float] = ..., done: _Optional[bool] = ...) -> None: ...
+    epoch: str
+    def __init__(self, version: _Optional[int] = ..., step: _Optional[int] = ..., groups_trained: _Optional[int] = ..., groups_dropped_stale: _Optional[int] = ..., prompts_admitted: _Optional[int] = ..., last_reward_mean: _Optional[float] = ..., done: _Optional[bool] = ..., epoch: _Optional[str] = ...) -> None: ...

@@ -24,11 +24,11 @@ def make_group(gid, versions, rewards, outcome=common_pb2.OUTCOME_PASS):
     return common_pb2.Group(group_id=gid, samples=samples, scores=scores)
 
 
-def make_intake(queue, state=None, resume=False, max_new_tokens=16, **learner):
+def make_intake(queue, state=None, epoch="", max_new_tokens=16, **learner):
     cfg = RunConfig(learner=LearnerConfig(**{"batch_groups": 2, "max_staleness": 1, **learner}),
                     rollout={"sampling": {"max_new_tokens": max_new_tokens}})
     spec = resolve(cfg.learner.loss, cfg.rollout.sampling.max_new_tokens)
-    return Intake(cfg, queue, spec, tokenizer=None, state=state, resume=resume)  # no chat: no tokenizer needed
+    return Intake(cfg, queue, spec, tokenizer=None, state=state, epoch=epoch)  # no chat: no tokenizer needed
 
 
 def put(queue, *groups):
@@ -65,7 +65,7 @@ def test_stale_and_infra_error_groups_are_dropped_counted_and_free_their_slots()
         make_group("unscored", [3, 3], [1.0]),                    # fewer scores than samples
         make_group("ok", [3, 3], [1.0, 0.0]))
     assert [g.group_id for _, g in intake.collect(version=3)] == ["ok"]
-    assert intake.counters.groups_dropped == {"stale": 1, "infra_error": 2, "duplicate": 0, "zero_variance": 0}
+    assert intake.counters.groups_dropped == {"stale": 1, "infra_error": 2, "duplicate": 0, "zero_variance": 0, "epoch": 0}
     assert intake.dropped == {"stale": "stale", "one-left": "infra_error", "unscored": "infra_error"}
     assert intake.admission.consumed == 3 and intake.counters.max_version_lag == 2
     assert len(intake.to_ack) == 3  # acknowledged with the checkpoint that records the drops
@@ -111,7 +111,7 @@ def test_a_restarted_consumer_gets_its_unacknowledged_groups_first():
     put(queue, make_group("g1", [0, 0], [1.0, 0.0]),  # a late re-delivery of a trained group
         make_group("g4", [0, 0], [1.0, 0.0]), make_group("g5", [0, 0], [0.0, 1.0]))
 
-    second = make_intake(queue, state=state, resume=True)
+    second = make_intake(queue, state=state)  # a restart continues the stream: no flag
     assert [e.id for e in second.redeliver] == [eid for eid, _ in lost]
     assert second.admission.admitted == first.admission.admitted  # the prompt stream continues
     assert [g.group_id for _, g in second.collect(version=1)] == ["g2", "g3"]
@@ -197,3 +197,61 @@ def test_a_bug_is_not_an_outage_it_propagates():
     intake.queue = Broken(inner, calls_down=0)
     with pytest.raises(KeyError, match="a bug"):
         intake.collect(version=0)
+
+
+def with_epoch(group: common_pb2.Group, epoch: str) -> common_pb2.Group:
+    for s in group.samples:
+        s.epoch = epoch
+    return group
+
+
+def test_groups_of_another_learner_epoch_are_dropped_counted_and_free_their_slots():
+    """After a restart the versions of the dead lineage mean nothing: its groups are dropped as
+    `epoch`, whatever their version numbers say; groups of an actor that predates epochs ("")
+    are judged by their versions alone."""
+    queue = MemoryReplayQueue()
+    intake = make_intake(queue, epoch="new")
+    assert intake.admit(version=5) == 4
+    put(queue, with_epoch(make_group("old", [5, 5], [1.0, 0.0]), "old"),
+        with_epoch(make_group("mine", [5, 5], [1.0, 0.0]), "new"), make_group("legacy", [5, 5], [0.0, 1.0]))
+    assert [g.group_id for _, g in intake.collect(version=5)] == ["mine", "legacy"]
+    assert intake.counters.groups_dropped["epoch"] == 1 and intake.dropped == {"old": "epoch"}
+    assert intake.admission.consumed == 1 and intake.admission.admitted == 5  # collect filled the freed slot
+
+
+def test_a_numbered_put_that_finds_its_prompt_there_resynchronises_instead_of_counting_it():
+    """Two learners of one run (a restarted one racing the old, or a second by mistake): the one
+    that finds its prompt numbers taken continues after them and counts only what it put."""
+    queue = MemoryReplayQueue()
+    early, late = make_intake(queue), make_intake(queue)  # both see an empty stream
+    assert early.admit(version=0) == 4
+    assert late.admit(version=0) == 0  # p0 is there: it resynchronises to 4 admitted, the bound
+    assert late.admission.admitted == queue.added(KEYS.prompts) == 4
+    late.admission.consumed = 2  # two groups trained: room for two more
+    assert late.admit(version=1) == 2
+    prompts = [common_pb2.Prompt.FromString(e.payload) for e in queue.lease(KEYS.prompts, StreamKeys.ACTORS, "a", 10)]
+    assert [p.prompt_id for p in prompts] == [f"default-p{k}" for k in range(6)]  # each number once
+    # the late one continued the same deterministic prompt stream, not its start again
+    reference = make_intake(MemoryReplayQueue())
+    reference.admission.consumed = 2
+    reference.admit(version=0)
+    reference.admit(version=0)
+    expected = [common_pb2.Prompt.FromString(e.payload).text
+                for e in reference.queue.lease(KEYS.prompts, StreamKeys.ACTORS, "a", 10)]
+    assert [p.text for p in prompts] == expected
+
+
+def test_a_new_lineage_over_a_used_stream_counts_what_was_consumed_before_it():
+    """No checkpoint, but the run's streams hold a past (a learner that died before its first
+    checkpoint): prompts whose groups were consumed are not counted as in flight for ever."""
+    queue = MemoryReplayQueue()
+    first = make_intake(queue)
+    first.admit(version=0)
+    put(queue, make_group("default-p0", [0, 0], [1.0, 0.0]), make_group("default-p1", [0, 0], [0.0, 1.0]))
+    for entry in queue.lease(KEYS.prompts, StreamKeys.ACTORS, "a", 2):
+        queue.ack(KEYS.prompts, StreamKeys.ACTORS, [entry.id])  # their groups were written
+    first.trained_batch(first.collect(version=0))
+    first.acknowledge()  # consumed by the first lineage, which then dies without a checkpoint
+    second = make_intake(queue, epoch="second")
+    assert (second.admission.admitted, second.admission.consumed) == (4, 2)
+    assert second.admit(version=0) == 2

@@ -40,7 +40,8 @@ def test_collect_drops_stale_duplicate_and_infra_error_groups(learner):
     put(make_group("ok-2", [3, 3, 3], [None, 1.0, 0.0]))     # infra-error sample excluded, two remain
     batch = learner.collect()
     assert [g.group_id for _, g in batch] == ["ok-1", "ok-2"]
-    assert learner.counters.groups_dropped == {"stale": 1, "infra_error": 1, "duplicate": 1, "zero_variance": 0}
+    assert learner.counters.groups_dropped == {"stale": 1, "infra_error": 1, "duplicate": 1, "zero_variance": 0,
+                                              "epoch": 0}
     assert learner.counters.max_version_lag == 2
     assert learner.intake.dropped == {"stale": "stale", "broken": "infra_error"}
     # nothing is acknowledged before the checkpoint that records it (drops included)

@@ -110,8 +110,7 @@ class SandboxedVerifier(Verifier):
         return {**self.sandbox.health(), "concurrency": self.concurrency}
 
     def unavailable(self) -> str | None:
-        if self.sandbox.mode == "unavailable":
-            return ("bubblewrap (bwrap) is not installed and reward.sandbox.allow_weak is false: "
-                    "this service refuses untrusted code")
+        if self.sandbox.mode == "unavailable":  # the sandbox's own reason: no bwrap, or bwrap cannot isolate here
+            return self.sandbox.reason
         return None
 

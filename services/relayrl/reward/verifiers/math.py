@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import re
 import threading
 import time
@@ -30,6 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 from decimal import Decimal
 
 from relayrl.config import RewardConfig
+from relayrl.lifetime import die_with
 from relayrl.reward.verifiers.answer import (
     SPECIAL_TOKEN,
     extract_answer,
@@ -54,8 +56,9 @@ def fast_compare(answer: str, gold: str) -> bool | None:
     return None
 
 
-def _init_worker() -> None:
+def _init_worker(service_pid: int) -> None:
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    die_with(service_pid)  # a killed service takes its workers (and so the forkserver) with it
 
 
 def verify_in_worker(prediction: str, gold: str) -> tuple[bool | None, dict]:
@@ -157,7 +160,8 @@ class MathVerifier(Verifier):
             return None, {}, error
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(self.cfg.workers, mp_context=self._ctx, initializer=_init_worker)
+        pool = ProcessPoolExecutor(self.cfg.workers, mp_context=self._ctx, initializer=_init_worker,
+                                   initargs=(os.getpid(),))
         # Start every worker and warm math-verify's caches, so no deadline pays for start-up.
         for future in [pool.submit(verify_in_worker, "\\boxed{1}", "1") for _ in range(self.cfg.workers)]:
             future.result(timeout=120)
