@@ -25,7 +25,7 @@ KEYS = StreamKeys("t")
 def setup(tiny_model_dir):
     cfg = RunConfig(run="t", eval={"every_steps": 5, "n": 3, "k": 2, "batch_prompts": 3},
                     rollout={"sampling": {"max_new_tokens": 4}}, learner={"steps": 12})
-    queue, store = MemoryReplayQueue(), WeightStore(keep=2)
+    queue, store = MemoryReplayQueue(), WeightStore(keep=2, epoch="e1")
     engine = TransformersEngine(str(tiny_model_dir))
     evaluator = LiveEvaluator(cfg, queue, InProcessWeightSource(store), engine)
     yield cfg, queue, store, engine, evaluator
@@ -49,14 +49,15 @@ def test_it_evaluates_the_start_each_block_of_versions_and_the_last(setup):
     publish(queue, store, engine, 0)
     assert evaluator.step()  # version 0, the weights it started with
     (baseline,) = reported(queue)
-    assert baseline["version"] == 0 and baseline["dataset"] == "task" and baseline["n"] == 3 and baseline["k"] == 2
+    assert baseline["version"] == 0 and baseline["epoch"] == "" and baseline["dataset"] == "task"
+    assert baseline["n"] == 3 and baseline["k"] == 2
     assert set(baseline) >= {"pass@1", "cons@k", "format", "truncated", "infra_errors", "eval_s", "cpu_s", "time"}
     assert not evaluator.step()  # still version 0
     publish(queue, store, engine, 4)
     assert not evaluator.step()  # within the first block of 5
     publish(queue, store, engine, 7, scale=0.0)  # the learner moved on: the newest is evaluated
     assert evaluator.step()
-    assert [r["version"] for r in reported(queue)] == [7] and engine.version == 7
+    assert [(r["version"], r["epoch"]) for r in reported(queue)] == [(7, "e1")] and engine.version == 7
     assert all(torch.all(p == 0) for p in engine.model.parameters())  # it evaluated what it pulled
     publish(queue, store, engine, 9)
     assert not evaluator.step()  # 9 is in 7's block (5..9)
@@ -84,3 +85,14 @@ def test_due_versions():
 def test_a_config_without_evaluation_is_refused(tiny_model_dir):
     with pytest.raises(ValueError, match="eval.every_steps is 0"):
         LiveEvaluator(RunConfig(), MemoryReplayQueue(), InProcessWeightSource(WeightStore()), None)
+
+
+def test_a_learner_that_went_back_is_followed_from_where_it_resumed(setup):
+    cfg, queue, store, engine, evaluator = setup
+    evaluator.evaluated = 12  # the lost lineage got to 12; the restarted learner resumed step 6
+    publish(queue, store, engine, 6)
+    assert not evaluator.step() and evaluator.evaluated == 6
+    publish(queue, store, engine, 9)
+    assert not evaluator.step()  # 9 is in 6's block (5..9)
+    publish(queue, store, engine, 10)
+    assert evaluator.step() and evaluator.evaluated == 10

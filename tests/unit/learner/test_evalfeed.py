@@ -92,3 +92,18 @@ def test_step_dynamics_are_exported_as_gauges_and_absent_figures_left_unset():
     assert value("relayrl_learner_reward_component", {"component": "accuracy"}) == 0.75
     assert value("relayrl_learner_reward_component", {"component": "format"}) == 0.25
     assert value("relayrl_learner_reward_component", {"component": "mean"}) is None
+
+
+def test_a_restart_keeps_the_evaluations_of_its_lineage_only(tmp_path):
+    """The learner resumed step 10 as epoch B: evaluations of versions past 10 by the lost lineage A
+    go (from the file and from the stream); those up to 10 are history both lineages share."""
+    queue = MemoryReplayQueue()
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({**result(v), "epoch": "A"}) + "\n" for v in (0, 10, 20)))
+    feed = EvalFeed(queue, "t", tmp_path, epoch="B", resumed_step=10)
+    assert [r["version"] for r in lines(tmp_path / "eval.jsonl")] == [0, 10]
+    put(queue, {**result(5), "epoch": "A"}, {**result(30), "epoch": "A"}, {**result(20), "epoch": "B"},
+        {**result(0), "epoch": ""})
+    assert [(r["version"], r["epoch"]) for r in feed.poll()] == [(5, "A"), (20, "B")]
+    assert queue.pending(KEYS.eval, StreamKeys.LEARNER) == 0  # the lost lineage's result is acknowledged too
+    assert [r["version"] for r in lines(tmp_path / "eval.jsonl")] == [0, 10, 5, 20]
+    feed.close()
