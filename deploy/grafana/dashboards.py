@@ -73,6 +73,9 @@ DASHBOARDS = [
                                         (f"sum(rate(relayrl_learner_tokens_total{{{L}}}[{RATE}]))", "trained")]),
         Panel("Policy version", [(f'max(relayrl_policy_version{{{L}, role="learner"}})', "learner"),
                                  (f'min(relayrl_policy_version{{{A}, role="actor"}})', "oldest actor")]),
+        Panel("Held-out pass@1 (evaluator)", [(f"max by (dataset) (relayrl_eval_pass_at_1{{{L}}})", "{{dataset}}")],
+              unit="percentunit", description="pass@1 over k samples on held-out problems of the newest evaluated "
+                                              "version (eval.every_steps; none while evaluation is off)."),
     ]),
     Dashboard("relayrl-rollout", "relayrl / rollout", "Rollout actors: generation, versions, weight loading.", [
         Panel("Tokens generated per actor (tokens/s)",
@@ -109,7 +112,8 @@ DASHBOARDS = [
                                                  (q(0.9, "relayrl_reward_value", R, "kind"), "p90 {{kind}}")]),
         Panel("Groups in flight", [(f"sum(relayrl_reward_groups_in_flight{{{R}}})", "in flight")]),
     ]),
-    Dashboard("relayrl-learner", "relayrl / learner", "The optimizer: step time, waiting, staleness, drops.", [
+    Dashboard("relayrl-learner", "relayrl / learner", "The optimizer: step time, waiting, staleness, drops, and the "
+              "training dynamics (loss, entropy, KL, clipping, gradient norm, ESS, reward components, held-out).", [
         Panel("Step time and wait for data (s)", [(mean("relayrl_learner_step_seconds", L), "step"),
                                                   (mean("relayrl_learner_wait_seconds", L), "wait")], unit="s"),
         Panel("Groups trained (/s)", [(f"sum(rate(relayrl_groups_trained_total{{{L}}}[{RATE}]))", "trained")]),
@@ -122,6 +126,26 @@ DASHBOARDS = [
               unit="s"),
         Panel("Weights serialized (bytes/s)",
               [(f'sum(rate(relayrl_weight_sync_bytes_total{{{L}, role="learner"}}[{RATE}]))', "serialized")], unit="Bps"),
+        # the training dynamics (learner/dynamics.py): what shows a collapse coming
+        Panel("Policy loss", [(f"max(relayrl_learner_loss{{{L}}})", "loss")],
+              description="The clipped surrogate (+ KL term) of the last step."),
+        Panel("Entropy (nats per token)", [(f"max(relayrl_learner_entropy{{{L}}})", "entropy")],
+              description="Falling to ~0 while the reward stalls: the policy collapsed onto one answer."),
+        Panel("KL to the reference and behaviour mismatch",
+              [(f"max(relayrl_learner_kl{{{L}}})", "KL to reference"),
+               (f"max(relayrl_learner_mismatch_kl{{{L}}})", "mismatch KL (behaviour || learner)")]),
+        Panel("Clip fractions", [(f"max by (side) (relayrl_learner_clip_fraction{{{L}}})", "{{side}}")],
+              unit="percentunit", description="Share of tokens whose importance ratio was clipped, below and above."),
+        Panel("Gradient norm (before clipping)", [(f"max(relayrl_learner_grad_norm{{{L}}})", "grad norm")]),
+        Panel("Effective sample size of the importance weights", [(f"max(relayrl_learner_ess{{{L}}})", "ESS")],
+              unit="percentunit", description="1 when the actors sample what the learner would (on-policy)."),
+        Panel("Accuracy vs format reward", [(f"max by (component) (relayrl_learner_reward_component{{{L}}})",
+                                             "{{component}}")], unit="percentunit",
+              description="Each reward component's mean over the last batch, unweighted."),
+        Panel("Held-out evaluation", [(f"max by (dataset) (relayrl_eval_pass_at_1{{{L}}})", "pass@1 {{dataset}}"),
+                                      (f"max by (dataset) (relayrl_eval_cons_at_k{{{L}}})", "cons@k {{dataset}}"),
+                                      (f"max by (dataset) (relayrl_eval_format{{{L}}})", "format {{dataset}}")],
+              unit="percentunit", description="The evaluator's figures of the newest evaluated version."),
     ]),
     Dashboard("relayrl-queue", "relayrl / queues", "Redis streams: backlog and leases (the learner samples them each step).", [
         Panel("Waiting entries by stream", [(f"max by (stream) (relayrl_queue_depth{{{L}}})", "{{stream}}")],

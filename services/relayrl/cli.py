@@ -214,6 +214,34 @@ def eval_model(model: Path = typer.Argument(..., exists=True, file_okay=False, h
     typer.echo(json.dumps(report))
 
 
+@app.command("report")
+def report(runs: list[Path] = typer.Argument(..., exists=True, file_okay=False, help="Run directories (OUT of `relayrl train`)."),
+           out: Path | None = typer.Option(None, help="Directory for index.html and the PNGs (default: RUN_DIR/report "
+                                                        "for one run, ./report for several).")) -> None:
+    """An HTML report (and PNGs) of one run or several side by side: reward and held-out accuracy,
+    response length, entropy and KL, staleness and drops, throughput, config differences, samples."""
+    from relayrl.report import NotARun, write_report
+
+    target = out or (runs[0] / "report" if len(runs) == 1 else Path("report"))
+    try:
+        index = write_report(runs, target)
+    except NotARun as exc:
+        typer.echo(f"report: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {index}")
+
+
+@app.command("status")
+def status(run: Path = typer.Argument(..., exists=True, file_okay=False, help="A run directory (OUT of `relayrl train`)."),
+           watch: float | None = typer.Option(None, min=0.5, help="Refresh every this many seconds until Ctrl-C."),
+           timeout: float = typer.Option(1.0, min=0.1, help="Deadline of each status call to the run's services.")) -> None:
+    """One screen of a live or finished run: step, version, reward, held-out evaluation, queues,
+    actors and the last errors in its logs (the terminal twin of the gateway page)."""
+    from relayrl.status import show
+
+    show(run, timeout, watch)
+
+
 def _sft_options(epochs: int, batch_size: int, lr: float, seed: int, threads: int):
     from relayrl.sft.train import SftOptions
 
@@ -267,6 +295,7 @@ def main() -> None:
     from relayrl.config import ConfigError
     from relayrl.preflight import StartupError
     from relayrl.tasks.row import DataError
+    from relayrl.tracking.base import MissingExtra
 
     try:
         app()
@@ -276,7 +305,8 @@ def main() -> None:
     except DataError as exc:  # the same for a task's data file: file, row and field
         typer.echo(f"data error: {exc}", err=True)
         raise SystemExit(2) from None
-    except StartupError as exc:  # a port, a path, a Redis: one line naming it and the flag that sets it
+    # a port, a path, a Redis, a tracker's package not installed: one line naming it and what sets it
+    except (StartupError, MissingExtra) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
 

@@ -1,9 +1,10 @@
 """The single-machine launcher behind `relayrl train`: every service its own OS process.
 
-It starts a private redis-server, the reward service, the learner and N actors as child
-processes talking gRPC on loopback, the same code paths as a cluster. Each child gets
-PR_SET_PDEATHSIG, so it dies with the launcher even on SIGKILL; on Ctrl-C, on the learner's end,
-or when any child dies, every child is stopped (SIGTERM, then SIGKILL) and none is left behind.
+It starts a private redis-server, the reward service, the learner, N actors and (with
+`eval.every_steps`) the evaluator as child processes talking gRPC on loopback, the same code
+paths as a cluster. Each child gets PR_SET_PDEATHSIG, so it dies with the launcher even on
+SIGKILL; on Ctrl-C, on the learner's end, or when any child dies, every child is stopped
+(SIGTERM, then SIGKILL) and none is left behind.
 Progress (step, reward, version, queue depths) comes from the learner's status RPC and Redis.
 Every run gets its own auth token (rpc.py), handed to the children in their environment.
 
@@ -138,6 +139,12 @@ def check_before_start(cfg: RunConfig) -> None:
     preflight.model_dir(cfg.model.path, "model.path")
     preflight.task_source(cfg.task, cfg.reward.code)
     preflight.redis_answers(cfg.queue.url, "queue.url")
+    from relayrl.tracking import MissingExtra, require
+
+    try:
+        require(cfg.tracking.backends)
+    except MissingExtra as exc:  # a missing tracker package: one line now, not a learner dying later
+        raise StartupError(f"tracking: {exc}") from None
 
 
 def holds_run(cfg: RunConfig, out: Path, fresh: bool) -> bool:
@@ -245,7 +252,7 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         redis_url = cfg.queue.url or start_redis(procs, out)
-        endpoints = assign_endpoints(cfg, redis_url)
+        endpoints = {**assign_endpoints(cfg, redis_url), "steps": steps}  # `relayrl status` shows step / steps
         (out / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
         grpc_of = {name: e["grpc"] for name, e in endpoints["services"].items()}
         reward_addr, learner_addr = grpc_of["reward"], grpc_of["learner"]
@@ -259,6 +266,9 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
         # no flag: the learner continues the newest checkpoint in OUT when there is one
         learner = procs.start("learner", [*py, "learner", *args("learner"), "--model", str(model_dir),
                                           "--out", str(out), "--steps", str(steps)])
+        if cfg.eval.every_steps:  # its start-up overlaps the others'; it waits for versions by itself
+            procs.start("evaluator", [*py, "evaluator", "--config", str(config_path), "--redis", redis_url,
+                                      "--learner", learner_addr, "--model", str(model_dir), "--steps", str(steps)])
         wait_serving(procs, reward, reward_addr)
         wait_serving(procs, learner, learner_addr)
         for i in range(cfg.rollout.num_actors):

@@ -6,6 +6,7 @@ and nothing else (an actor never serves `relayrl_learner_reward_mean 0`, which a
 job label would average in):
 
     relayrl.learner.metrics   the learner: staleness, drops, steps, tokens, reward
+    relayrl.learner.dynamics  the learner: loss, KL, entropy, clipping, grad norm, ESS, held-out eval
     relayrl.rollout.metrics   an actor: generated tokens and completions, its version lag
     relayrl.weights.metrics   both sides of a weight version (`role` = learner, actor)
     relayrl.replay.metrics    stream depths (the learner's streams, the reward service's slow lane)

@@ -95,3 +95,21 @@ def retry(fn: Callable[[], T], what: str, log: logging.Logger, first_s: float = 
             log.warning("%s: %s; retrying in %.1f s", what, exc, backoff.next_s)
             if backoff.wait():
                 raise
+
+
+def run_until_stopped(step: Callable[[], object], stop: threading.Event, who: str, log: logging.Logger,
+                      idle_s: float = 0.0) -> None:
+    """A service's main loop: call `step` until `stop` is set, waiting `idle_s` after a step that
+    did nothing (a falsy result). A transient error is logged and retried with backoff (0.5 s up
+    to 10 s, cut short by `stop`); anything else is a bug and propagates, ending the service."""
+    backoff = Backoff(0.5, 10.0, stop=stop)
+    while not stop.is_set():
+        try:
+            if not step() and idle_s:
+                stop.wait(idle_s)
+            backoff.reset()
+        except Exception as exc:  # fault-tolerance boundary: a peer restarting must not end the service
+            if not is_transient(exc):
+                raise
+            log.warning("%s: %s; retrying in %.1f s", who, exc, backoff.next_s)
+            backoff.wait()

@@ -120,6 +120,26 @@ def serve_actor(config: Path = CONFIG_OPTION,
     main(str(config), redis, actor_id, learner, reward, str(model), port=port, metrics_port=metrics_port, host=host)
 
 
+@serve_app.command("evaluator")
+def serve_evaluator(config: Path = CONFIG_OPTION,
+                    model: Path = typer.Option(..., help="The initial policy (the learner's --model): version 0, "
+                                                         "and the architecture later versions are loaded into."),
+                    learner: str = LEARNER_ADDR_OPTION, redis: str | None = REDIS_OPTION,
+                    steps: int | None = typer.Option(None, min=1, help="The run's last version, always evaluated "
+                                                                       "(default learner.steps)."),
+                    name: str = typer.Option("evaluator", help="This evaluator's name in its results and log.")) -> None:
+    """The evaluator: follows the weight versions and evaluates the newest every eval.every_steps on
+    held-out data (eval.datasets); results reach the learner through Redis (OUT/eval.jsonl)."""
+    from relayrl import preflight
+
+    preflight.model_dir(model, "--model")
+    _check_service("127.0.0.1", {}, config, redis)
+    _logging()
+    from relayrl.evaluation.live import main
+
+    main(str(config), redis, learner, str(model), steps=steps, name=name)
+
+
 @serve_app.command("reward-worker")
 def serve_reward_worker(config: Path = CONFIG_OPTION, redis: str | None = REDIS_OPTION,
                         worker_id: str | None = typer.Option(None, help="Consumer name (default host-pid)."),

@@ -3,11 +3,12 @@
 Also renders the gateway's status page of that run with a headless Chromium: the PNG must be a real
 screenshot (RELAYRL_SAVE_SCREENSHOT=1 copies it to docs/gateway-status.png).
 
-Starts `relayrl train` (the quickstart, every service its own process), points Debian's
-`prometheus` at the metrics ports in OUT/endpoints.json (deploy/prometheus/local.py), waits until
-the learner has trained some steps, then runs every query of every dashboard (deploy/grafana)
-while the run is still going and fails on any that is empty or invalid. No dashboard can
-reference a metric, label or label value that the services do not emit.
+Starts `relayrl train` (the quickstart with evaluation every 10 steps, every service its own
+process, the evaluator included), points Debian's `prometheus` at the metrics ports in
+OUT/endpoints.json (deploy/prometheus/local.py), waits until the learner has trained some steps,
+then runs every query of every dashboard (deploy/grafana) while the run is still going and fails
+on any that is empty or invalid. No dashboard can reference a metric, label or label value that
+the services do not emit.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def live_run(tmp_path_factory):
         pytest.fail("prometheus is not installed: run scripts/setup.sh (apt-get install prometheus)")
     tmp_path = tmp_path_factory.mktemp("live")
     out = tmp_path / "run"
-    run = subprocess.Popen([sys.executable, "-m", "relayrl.cli", "train", str(ROOT / "configs" / "quickstart.yaml"),
+    config = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    config["eval"] = {"every_steps": 10}  # the held-out panels need an evaluator
+    (tmp_path / "quickstart.yaml").write_text(yaml.safe_dump(config))
+    run = subprocess.Popen([sys.executable, "-m", "relayrl.cli", "train", str(tmp_path / "quickstart.yaml"),
                             "--steps", "400", "--out", str(out), "--quiet"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     prom = None

@@ -81,3 +81,26 @@ def test_backoff_doubles_up_to_its_cap_and_resets():
     assert delays == [0.001, 0.002, 0.004, 0.004]
     b.reset()
     assert b.next_s == 0.001
+
+
+def test_run_until_stopped_retries_outages_idles_when_idle_and_lets_bugs_through():
+    from relayrl.retry import run_until_stopped
+
+    stop, calls = threading.Event(), []
+
+    def step():
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise TransientError("peer away")  # retried after 0.5 s
+        if len(calls) == 3:
+            stop.set()
+        return False  # nothing done: wait idle_s
+
+    run_until_stopped(step, stop, "svc", log, idle_s=0.01)
+    assert calls == [0, 1, 2]
+
+    def buggy():
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):
+        run_until_stopped(buggy, threading.Event(), "svc", log)

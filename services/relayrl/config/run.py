@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from relayrl.config.base import Section
 from relayrl.config.errors import ConfigError, describe
+from relayrl.config.eval import EvalConfig
 from relayrl.config.learner import LearnerConfig
 from relayrl.config.model import ModelConfig
 from relayrl.config.moved import engine_as_string
@@ -22,6 +23,7 @@ from relayrl.config.queue import QueueConfig, RedisQueue
 from relayrl.config.reward import RewardConfig
 from relayrl.config.rollout import RolloutConfig
 from relayrl.config.task import TaskConfig
+from relayrl.config.tracking import TrackingConfig
 
 
 class RunConfig(Section):
@@ -43,6 +45,10 @@ class RunConfig(Section):
     """The reward service."""
     learner: LearnerConfig = LearnerConfig()
     """The learner."""
+    tracking: TrackingConfig = TrackingConfig()
+    """Experiment trackers (TensorBoard, W&B, MLflow) the learner logs to."""
+    eval: EvalConfig = EvalConfig()
+    """Held-out evaluation during training."""
 
     @model_validator(mode="after")
     def _positions_fit(self) -> RunConfig:

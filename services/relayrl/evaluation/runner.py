@@ -33,6 +33,7 @@ def run_dataset(engine, dataset: EvalDataset, k: int, max_new_tokens: int, tempe
     sampling = SamplingConfig(group_size=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     limit = engine.max_new_tokens_limit()
     problems: list[list[Sample]] = []
+    infra_before = dataset.scorer.infra_errors  # a dataset is run again at every version the evaluator follows
     truncated = 0
     formatted = 0.0
     for start in range(0, len(dataset.items), batch_prompts):
@@ -57,17 +58,45 @@ def run_dataset(engine, dataset: EvalDataset, k: int, max_new_tokens: int, tempe
     figures = aggregate(problems)
     figures["truncated"] = truncated / (figures["n"] * k)
     figures["format"] = formatted / (figures["n"] * k)  # R1's <think>…</think><answer>…</answer>
-    figures["infra_errors"] = dataset.scorer.infra_errors
+    figures["infra_errors"] = dataset.scorer.infra_errors - infra_before
     return figures
 
 
-def _renderer(name: str, tokenizer, chat: bool, task):
+def renderer(name: str, tokenizer, chat: bool, task):
     """How a dataset's problems are fed: the run's task as training renders it, else `--chat`."""
     if name == "task" and task is not None:
         from relayrl.tasks import render
 
         return lambda item: render(item.entry["row"], task, tokenizer).text
     return (lambda item: chat_prompt(tokenizer, item.prompt)) if chat else None
+
+
+class Suite:
+    """The datasets of `specs` with the verifiers that judge them (`close` releases the verifiers'
+    worker processes and sandbox); shared by `evaluate` and the evaluator that follows a run."""
+
+    def __init__(self, specs: list[str], n: int, seed: int, template: str | None = None, task=None) -> None:
+        from relayrl.config import RewardConfig
+        from relayrl.reward.verifiers.math import MathVerifier
+
+        if not specs:
+            raise ValueError("no dataset to evaluate")
+        self.verifier = MathVerifier(RewardConfig())
+        self.code_verifier = None
+        try:
+            if "humaneval" in specs or "task" in specs:  # a task's held-out rows may be code
+                from relayrl.reward.verifiers.code import CodeVerifier
+
+                self.code_verifier = CodeVerifier(RewardConfig())
+            self.datasets = [load(spec, n, seed, self.verifier, template, self.code_verifier, task) for spec in specs]
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.verifier.close()
+        if self.code_verifier is not None:
+            self.code_verifier.close()
 
 
 def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, max_new_tokens: int = 512,
@@ -78,8 +107,6 @@ def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, 
 
     `task` (a `TaskConfig`, from a run config) defines the spec `task`: that task's held-out
     rows, put to the model exactly as training puts them (`relayrl.tasks.render`)."""
-    from relayrl.config import RewardConfig
-    from relayrl.reward.verifiers.math import MathVerifier
     from relayrl.rollout.engine import TransformersEngine
 
     if k < 2:
@@ -87,21 +114,13 @@ def evaluate(model_dir: str | Path, specs: list[str], k: int = 4, n: int = 100, 
     if not specs:
         raise ValueError("no dataset to evaluate")
     engine = TransformersEngine(str(model_dir), threads=threads)
-    verifier = MathVerifier(RewardConfig())
-    code_verifier = None
-    if "humaneval" in specs or "task" in specs:  # a task's held-out rows may be code
-        from relayrl.reward.verifiers.code import CodeVerifier
-
-        code_verifier = CodeVerifier(RewardConfig())
+    suite = Suite(specs, n, seed, template, task)
     out = open(samples_path, "w") if samples_path else None
     try:
-        datasets = [load(spec, n, seed, verifier, template, code_verifier, task) for spec in specs]
         results = {d.name: run_dataset(engine, d, k, max_new_tokens, temperature, top_p, seed, batch_prompts,
-                                       _renderer(d.name, engine.tokenizer, chat, task), out) for d in datasets}
+                                       renderer(d.name, engine.tokenizer, chat, task), out) for d in suite.datasets}
     finally:
-        verifier.close()
-        if code_verifier is not None:
-            code_verifier.close()
+        suite.close()
         if out is not None:
             out.close()
     return {"model": str(model_dir), "k": k, "temperature": temperature, "top_p": top_p,

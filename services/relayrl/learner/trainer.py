@@ -6,7 +6,8 @@ Three parts that do not know each other, tied together here:
   and drops, and the acknowledgements a checkpoint releases (torch-free);
 - `policy.Policy`: the model, optimizer, scheduler, reference model and updater (one process or
   DDP under torchrun);
-- `runlog.RunLog`: metrics.jsonl, ledger.jsonl and learner-status.json.
+- `runlog.RunLog`: metrics.jsonl, ledger.jsonl, samples.jsonl, eval.jsonl, learner-status.json
+  and the experiment trackers.
 
 Each step trains one batch of B groups with the configured algorithm and publishes the new
 version: serialized once into the weight store the gRPC service streams from, then announced in
@@ -27,13 +28,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import Counter
 from pathlib import Path
 
 from relayrl.config import RunConfig
 from relayrl.learner import checkpoint as ckpt
-from relayrl.learner import metrics
+from relayrl.learner import dynamics, metrics
 from relayrl.learner.intake import Admission, Counters, Intake, group_staleness
-from relayrl.learner.runlog import RunLog
+from relayrl.learner.runlog import open_runlog
 from relayrl.learner.spec import resolve
 from relayrl.preflight import StartupError
 from relayrl.replay import ReplayQueue
@@ -72,8 +74,8 @@ class Learner:
         self.version, self.step = (state["version"], state["step"]) if state else (0, 0)
         self.store = WeightStore(keep=cfg.learner.weights.keep_versions, epoch=self.epoch)
         self.done = False
-        # metrics.jsonl keeps only the steps of this lineage's past (none when it starts at 0)
-        self.runlog = RunLog(self.out, resumed_step=self.step)
+        # metrics.jsonl (and eval.jsonl) keep only the steps of this lineage's past (none when it starts at 0)
+        self.runlog = open_runlog(cfg, self.out, queue, consumer, self.step, self.epoch, self.updater.rank)
         log.info("learner: %s, epoch %s, resumed from %s, %d groups to re-lease", self.spec, self.epoch, start,
                  len(self.intake.redeliver))
 
@@ -106,8 +108,8 @@ class Learner:
     def collect(self) -> list[tuple[str, common_pb2.Group]]:
         return self.intake.collect(self.version)
 
-    def publish(self) -> None:
-        """Serialize the current version into the weight store, then announce it in Redis."""
+    def publish(self) -> float:
+        """Serialize the current version into the weight store, then announce it in Redis; the seconds it took."""
         t0 = time.perf_counter()
         item = self.policy.publish(self.store, self.version, self.cfg.learner.weights.wire_dtype)
         # one MSET: a reader never pairs this version with another epoch (old readers read `version` alone)
@@ -116,6 +118,7 @@ class Learner:
         weight_metrics.WEIGHT_SYNC.labels("learner").observe(time.perf_counter() - t0)
         weight_metrics.WEIGHT_BYTES.labels("learner").inc(len(item.payload))
         weight_metrics.POLICY_VERSION.labels("learner").set(self.version)
+        return time.perf_counter() - t0
 
     def train_step(self, groups: list[common_pb2.Group]) -> dict:
         """One batch through the policy; its statistics with the groups' staleness."""
@@ -124,7 +127,8 @@ class Learner:
         for s in staleness:
             metrics.STALENESS.observe(s)
         metrics.LEARNER_TOKENS.inc(stats["tokens"])
-        return {**stats, "staleness_max": max(staleness), "staleness_mean": sum(staleness) / len(staleness)}
+        return {**stats, "staleness_max": max(staleness), "staleness_mean": sum(staleness) / len(staleness),
+                "staleness_counts": {str(k): n for k, n in sorted(Counter(staleness).items())}}
 
     def checkpoint(self) -> Path:
         """Save a durable checkpoint, then acknowledge every group it records (trained or dropped)."""
@@ -153,15 +157,18 @@ class Learner:
             self.intake.trained_batch(batch)
             self.counters.last_reward_mean = stats["reward_mean"]
             self.runlog.trained(self.step, [g.group_id for _, g in batch])
-            self.publish()
+            sync_s = self.publish()
             t2 = time.perf_counter()
             metrics.LEARNER_WAIT.observe(t1 - t0)
             metrics.LEARNER_STEP.observe(t2 - t1)
             metrics.GROUPS_TRAINED.inc(len(batch))
             metrics.LEARNER_REWARD.set(stats["reward_mean"])
+            dynamics.observe_step(stats)
             self.intake.observe_queues()
-            record = self.runlog.step(self.step, self.version, len(batch), t1 - t0, t2 - t1, t2 - t_start,
-                                      {**stats, "regenerations": self.counters.prompts_regenerated})
+            stats.update(weight_sync_s=round(sync_s, 4), regenerations=self.counters.prompts_regenerated,
+                         **{f"dropped_{reason}": n for reason, n in self.counters.groups_dropped.items()})
+            record = self.runlog.step(self.step, self.version, len(batch), t1 - t0, t2 - t1, t2 - t_start, stats,
+                                      [g for _, g in batch])
             if self.step % self.cfg.learner.checkpoint.every == 0 or self.step == steps or self.intake.finished:
                 self.checkpoint()
             if on_step:
@@ -176,5 +183,6 @@ class Learner:
                            "groups_dropped_stale": c.groups_dropped["stale"], "groups_dropped": c.groups_dropped,
                            "algorithm": self.spec.name, "prompts_admitted": self.admission.admitted,
                            "max_version_lag": c.max_version_lag, "prompts_regenerated": c.prompts_regenerated,
-                           "wall_s": round(time.perf_counter() - t_start, 3)})
+                           "wall_s": round(time.perf_counter() - t_start, 3)},
+                          final_version=self.version, eval_timeout_s=self.cfg.eval.final_timeout_s)
         return c

@@ -27,3 +27,4 @@ class StreamKeys:
         self.epoch = f"{prefix}:epoch"  # the learner epoch of that version, set with it in one MSET
         self.paused = f"{prefix}:paused"  # "1" while prompt admission is paused (gateway)
         self.regenerations = f"{prefix}:regenerations"  # prompts leased again after a lease expired (a counter)
+        self.eval = f"{prefix}:eval"  # held-out evaluation results (JSON), evaluator -> learner

@@ -40,7 +40,7 @@ from relayrl.config import RunConfig
 from relayrl.replay import Entry, ReplayQueue
 from relayrl.replay.keys import StreamKeys
 from relayrl.replay.leases import LeaseKeeper
-from relayrl.retry import Backoff, is_transient
+from relayrl.retry import run_until_stopped
 from relayrl.rollout import metrics
 from relayrl.rollout.engine import Completion, Engine
 from relayrl.weights import metrics as weight_metrics
@@ -189,20 +189,14 @@ class Actor:
         gRPC peer away, the reward service saturated or closing, a weight version not there yet)
         is retried with backoff: the prompt stays leased, and if this actor gives up it is
         re-leased to another after the idle timeout. Anything else is a bug and ends the actor."""
-        backoff = Backoff(0.5, 10.0, stop=self.stop)
+        def step() -> None:
+            if (error := self.leases.failure()) is not None:  # renewals stopped on a bug: so does the actor
+                raise error
+            self.step()
+
         self.leases.start()
         try:
-            while not self.stop.is_set():
-                if (error := self.leases.failure()) is not None:
-                    raise error
-                try:
-                    self.step()
-                    backoff.reset()
-                except Exception as exc:  # fault-tolerance boundary: a peer restarting must not kill the actor
-                    if not is_transient(exc):
-                        raise
-                    log.warning("%s: %s; retrying in %.1f s", self.actor_id, exc, backoff.next_s)
-                    backoff.wait()
+            run_until_stopped(step, self.stop, self.actor_id, log)  # a lease blocks 0.5 s: no idle wait
         finally:
             self.leases.stop()
             self.close()

@@ -36,6 +36,11 @@ def load(tmp_path, text: str) -> list[str]:
      "rollout.sampling.max_new_tokens must be below model.tiny.max_position_embeddings"),
     ("learner:\n  - a\n  b: [\n", "line 3, column 3: invalid YAML: expected <block end>, but found '?'"),
     ("[1, 2]\n", "expected a mapping of sections at the top level, got list"),
+    ("tracking: [tensorbord]\n", "tracking.backends.0: Input should be 'tensorboard', 'wandb' or 'mlflow' (got 'tensorbord')"),
+    ("tracking: [wandb, wandb]\n", "tracking.backends lists a backend twice: ['wandb', 'wandb']"),
+    ("eval: {every_steps: 50, datasets: [gsm9k]}\n", "eval.datasets: unknown datasets ['gsm9k']: use task, task:<name>, "
+                                                     "gsm8k, rg:<reasoning-gym name> or humaneval"),
+    ("eval: {every_step: 50}\n", "eval.every_step: unknown key; did you mean `every_steps`?"),
 ])
 def test_a_mistake_is_one_line_naming_the_key(tmp_path, text, expected):
     assert load(tmp_path, text) == [expected]
@@ -97,3 +102,14 @@ def test_config_errors_name_the_field(tmp_path):
         RunConfig.load(bad)
     text = str(info.value)
     assert "learner.lr" in text and "learner.batch_grups" in text
+
+
+def test_tracking_is_a_list_of_backends_or_a_section(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("tracking: [tensorboard, mlflow]\neval: {every_steps: 50, datasets: [task, gsm8k, rg:leg_counting]}\n")
+    cfg = RunConfig.load(path)
+    assert cfg.tracking.backends == ["tensorboard", "mlflow"] and cfg.tracking.wandb_mode == "offline"
+    assert cfg.eval.every_steps == 50 and cfg.eval.datasets == ["task", "gsm8k", "rg:leg_counting"]
+    path.write_text("tracking: {backends: [wandb], wandb_mode: online, samples_every: 0}\n")
+    assert RunConfig.load(path).tracking.model_dump()["samples_every"] == 0
+    assert RunConfig().tracking.backends == [] and RunConfig().eval.every_steps == 0  # both off by default
