@@ -8,7 +8,16 @@ that moved (`moved`). Stream key names live with the queue (`relayrl.replay.keys
 """
 
 from relayrl.config.errors import ConfigError
-from relayrl.config.learner import CheckpointConfig, LearnerConfig, LossConfig, OptimConfig, PublishConfig
+from relayrl.config.learner import (
+    CheckpointConfig,
+    FsdpConfig,
+    LearnerConfig,
+    LoraConfig,
+    LossConfig,
+    NcclConfig,
+    OptimConfig,
+    PublishConfig,
+)
 from relayrl.config.model import ModelConfig, TinyModelConfig
 from relayrl.config.queue import MemoryQueue, QueueConfig, RedisQueue
 from relayrl.config.reward import (
@@ -34,8 +43,9 @@ from relayrl.config.sandbox import SandboxConfig, SandboxLimits
 from relayrl.config.task import ChatExample, TaskConfig
 
 __all__ = [
-    "ChatExample", "CheckpointConfig", "CodeConfig", "ConfigError", "EngineConfig", "LaneConfig", "LanesConfig",
-    "LatencyEmulation", "LearnerConfig", "LossConfig", "MemoryQueue", "ModelConfig", "OptimConfig", "PublishConfig",
+    "ChatExample", "CheckpointConfig", "CodeConfig", "ConfigError", "EngineConfig", "FsdpConfig", "LaneConfig",
+    "LanesConfig", "LatencyEmulation", "LearnerConfig", "LoraConfig", "LossConfig", "MemoryQueue", "ModelConfig",
+    "NcclConfig", "OptimConfig", "PublishConfig",
     "QueueConfig", "RayConfig", "RedisQueue", "RewardConfig", "RewardWeights", "RolloutConfig", "RunConfig",
     "SamplingConfig", "SandboxConfig", "SandboxLimits", "SlowLaneConfig", "SweConfig", "TaskConfig",
     "TinyModelConfig", "TransformersEngineConfig", "VllmEngineConfig",

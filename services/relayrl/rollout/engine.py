@@ -7,7 +7,8 @@ it; it loads new weights in place between generations, and, when asked, in the m
 while it runs), and the tokens after it record the new version (partial rollouts). `TransformersEngine` runs its own sampling
 loop over a transformers model with a KV cache: left-padded prompts with explicit position ids (so
 the learner, which right-pads, recomputes the same logprobs), temperature, top-k and top-p applied
-to the logits before sampling, and the logprob taken from that same filtered distribution.
+to the logits before sampling (`relayrl.sampling`, which the learner scores with too), and the
+logprob taken from that same filtered distribution.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from relayrl.config import SamplingConfig
+from relayrl.sampling import filter_logits  # the one definition, shared with the learner
 
 
 @dataclass
@@ -54,23 +56,6 @@ class Engine(ABC):
     def max_new_tokens_limit(self) -> int:
         """The most tokens one sequence may hold, prompt included (the model's context length)."""
         return 1 << 16
-
-
-def filter_logits(logits, top_k: int, top_p: float):
-    """Mask logits outside top-k / the top-p nucleus with -inf (0 / 1 disable each)."""
-    import torch
-
-    if top_k and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1, None]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        # drop a token when the mass before it already reaches top_p (the first token always stays)
-        drop = (probs.cumsum(-1) - probs) >= top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    return logits
 
 
 class TransformersEngine(Engine):
