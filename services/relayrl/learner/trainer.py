@@ -5,7 +5,7 @@ Three parts that do not know each other, tied together here:
 - `intake.Intake`: admission of prompts under the staleness bound, leasing scored groups, dedup
   and drops, and the acknowledgements a checkpoint releases (torch-free);
 - `policy.Policy`: the model, optimizer, scheduler, reference model and updater (one process or
-  DDP under torchrun);
+  FSDP2 under torchrun);
 - `runlog.RunLog`: metrics.jsonl, ledger.jsonl and learner-status.json.
 
 Each step trains one batch of B groups with the configured algorithm and publishes the new
@@ -50,10 +50,7 @@ class Learner:
         ckpt.remove_partial(self.out / "checkpoints")
         start = ckpt.latest(self.out / "checkpoints") if resume else None
         self.policy = Policy(cfg, self.spec, model_dir, start)
-        state = None
-        if start is not None:
-            ckpt.restore_trainer(start, self.policy.optimizer, self.policy.scheduler)
-            state = ckpt.read_state(start)
+        state = ckpt.read_state(start) if start is not None else None
         self.intake = Intake(cfg, queue, self.spec, self.policy.tokenizer, consumer, state, resume)
         self.version, self.step = (state["version"], state["step"]) if state else (0, 0)
         self.store = WeightStore(keep=cfg.learner.weights.keep_versions)
@@ -103,8 +100,7 @@ class Learner:
         """Save a durable checkpoint, then acknowledge every group it records (trained or dropped)."""
         p = self.policy
         state = {"version": self.version, "step": self.step, "algorithm": self.spec.name, **self.intake.state()}
-        final = ckpt.save(self.out / "checkpoints" / f"step-{self.step:06d}", p.model, p.tokenizer, p.optimizer,
-                          p.scheduler, state)
+        final = p.save(self.out / "checkpoints" / f"step-{self.step:06d}", state)
         self.intake.acknowledge()
         return final
 
