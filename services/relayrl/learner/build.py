@@ -58,7 +58,7 @@ def policy_model(lc, model_dir: str, device: torch.device, world: int) -> Built:
     """The model `lc` (a LearnerConfig) trains, float32 master weights, ready for its optimizer."""
     model = _load(model_dir, torch.float32)
     if lc.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     lora = lc.lora.rank > 0
     if lora:
         from relayrl.learner.lora import add_adapters
