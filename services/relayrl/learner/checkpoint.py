@@ -63,7 +63,8 @@ def _quiet_in_one_process():
 def _options(policy):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(ignore_frozen_params=policy.lora)
+    # under LoRA only the adapters are saved: the frozen base comes from the model directory
+    return StateDictOptions(ignore_frozen_params=policy.lora, strict=not policy.lora)
 
 
 def _gather(entries, keep: bool) -> dict:

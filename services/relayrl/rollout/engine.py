@@ -68,8 +68,11 @@ class TransformersEngine(Engine):
 
         hf_logging.disable_progress_bar()
         torch.set_num_threads(threads)
+        self.model_dir = model_dir
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self._base = None  # the starting model's weights (memory-mapped), read when adapters arrive
+        self._base_intact = True  # every weight not touched by an adapter is still the starting model's
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id
         self.bos = self.tokenizer.bos_token or ""
@@ -82,15 +85,27 @@ class TransformersEngine(Engine):
         return self.tokenizer(self.bos + prompt, add_special_tokens=False)["input_ids"]
 
     def load_weights(self, state_dict: dict, version: int) -> None:
+        """A full version replaces every weight; a LoRA adapter (`relayrl.weights.lora`) is merged
+        into the starting model's weights of the modules it adapts."""
         import torch
 
+        from relayrl.weights.lora import BaseWeights, is_adapter, merge
+
+        adapter = is_adapter(state_dict)
+        if adapter:
+            self._base = self._base or BaseWeights(self.model_dir)
+            merged = merge(self._base, state_dict, torch.float32)
+            if not self._base_intact:  # a full version was loaded since: back to the base first
+                merged = {**{k: self._base.get(k) for k in self._base.names()}, **merged}
+            state_dict = merged
         with torch.no_grad():
             missing, unexpected = self.model.load_state_dict(
                 {k: v.to(torch.float32) for k, v in state_dict.items()}, strict=False)
-        # tied embeddings may arrive under one name only
-        missing = [k for k in missing if k != "lm_head.weight"]
+        # tied embeddings may arrive under one name only; an adapter touches only its modules
+        missing = [k for k in missing if k != "lm_head.weight" and not adapter]
         if missing or unexpected:
             raise ValueError(f"weights do not fit the model: missing {missing}, unexpected {unexpected}")
+        self._base_intact = adapter  # after an adapter every other weight is the base's; after a full version not
         self.version = version
 
     def generate(self, prompts, sampling, seed=None, between=None, update_every=0):
