@@ -47,15 +47,19 @@ def serialize_entries(entries, wire_dtype: str) -> bytearray:
 
     wire = getattr(torch, wire_dtype)
     header: dict = {}
-    slots = []
+    cast = [(wire if dtype.is_floating_point else dtype, name, shape, get) for name, shape, dtype, get in entries]
+    # the widest dtypes first in the payload (as safetensors writes), so every tensor starts aligned
+    # to its element size; the tensors are still fetched in the entries' order (under FSDP every
+    # rank gathers them in that order)
+    at: dict[str, int] = {}
     offset = 0
-    for name, shape, dtype, get in entries:
-        out = wire if dtype.is_floating_point else dtype
+    for out, name, shape, _ in sorted(cast, key=lambda e: -e[0].itemsize):
         nbytes = math.prod(shape) * out.itemsize
         header[name] = {"dtype": _SAFETENSORS_DTYPES[str(out).removeprefix("torch.")], "shape": list(shape),
                         "data_offsets": [offset, offset + nbytes]}
-        slots.append((get, out, offset, nbytes))
+        at[name] = offset
         offset += nbytes
+    slots = [(get, out, at[name], math.prod(shape) * out.itemsize) for out, name, shape, get in cast]
     header["__metadata__"] = {"format": "pt"}
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
@@ -63,11 +67,34 @@ def serialize_entries(entries, wire_dtype: str) -> bytearray:
     buf = bytearray(start + offset)
     buf[:start] = struct.pack("<Q", len(raw)) + raw
     view = torch.frombuffer(buf, dtype=torch.uint8)
-    for get, out, at, nbytes in slots:
+    for get, out, begin, nbytes in slots:
+        tensor = get().detach().to(out).cpu().contiguous()  # called for every entry: it may be a collective
         if nbytes:
-            tensor = get().detach().to(out).cpu().contiguous()
-            view[start + at:start + at + nbytes].copy_(tensor.reshape(-1).view(torch.uint8))
+            view[start + begin:start + begin + nbytes].copy_(tensor.reshape(-1).view(torch.uint8))
     return buf
+
+
+def layout(payload) -> list:
+    """(name, tensor) of every tensor of a safetensors payload, in the payload's order, each a view
+    of the payload's bytes (no copy; a `bytes` payload gives read-only views)."""
+    import warnings
+
+    import torch
+
+    (size,) = struct.unpack("<Q", bytes(payload[:8]))
+    header = json.loads(bytes(payload[8:8 + size]))
+    header.pop("__metadata__", None)
+    by_code = {code: getattr(torch, name) for name, code in _SAFETENSORS_DTYPES.items()}
+    out = []
+    with warnings.catch_warnings():  # torch warns that a bytes buffer is not writable: these views are read
+        warnings.simplefilter("ignore", UserWarning)
+        for name, meta in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            begin, end = meta["data_offsets"]
+            dtype = by_code[meta["dtype"]]
+            raw = (torch.frombuffer(payload, dtype=torch.uint8, offset=8 + size + begin, count=end - begin)
+                   if end > begin else torch.empty(0, dtype=torch.uint8))
+            out.append((name, raw.view(dtype).reshape(meta["shape"])))
+    return out
 
 
 def _entries(state_dict: dict) -> list:
