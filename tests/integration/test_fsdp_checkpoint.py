@@ -80,3 +80,30 @@ def test_a_two_rank_checkpoint_resumes_on_one_rank_and_exports_a_hugging_face_mo
     resumed.train(SECOND)
     for name, tensor in after_second.items():
         torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=1e-5, msg=name)
+
+
+def _one_rank(rank: int, model_dir: str, path: str, out: str) -> None:
+    from relayrl.learner.policy import Policy
+
+    cfg = CFG.model_copy(deep=True)
+    cfg.learner.fsdp.enabled = True  # a mesh of one: the multi-GPU code path in one process
+    policy = Policy(cfg, SPEC, model_dir)
+    assert type(policy.updater).__name__ == "DistributedUpdater"
+    assert all(hasattr(p, "to_local") for p in policy.model.parameters())  # DTensors
+    policy.train(FIRST)
+    item = policy.publish(WeightStore(), 1, "float32")
+    policy.save(ckpt.Path(path), {"version": 1, "step": 1})
+    torch.save({"payload": bytes(item.payload)}, out)
+
+
+def test_fsdp_on_one_rank_makes_the_same_update_and_checkpoint(tiny_model_dir, tmp_path):
+    single = _policy(tiny_model_dir)
+    single.train(FIRST)
+    path, out = tmp_path / "step-000001", tmp_path / "one.pt"
+    mp.spawn(_one_rank, args=(str(tiny_model_dir), str(path), str(out)), nprocs=1, join=True)
+    published = deserialize(torch.load(out)["payload"])
+    resumed = _policy(tiny_model_dir, start=path)
+    for name, tensor in single.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=1e-6, msg=name)
+        if name in published:
+            torch.testing.assert_close(published[name], tensor, rtol=0, atol=1e-6, msg=name)

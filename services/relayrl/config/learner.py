@@ -109,6 +109,8 @@ class LoraConfig(Section):
 class FsdpConfig(Section):
     """FSDP2 (`torch.distributed.fsdp.fully_shard`): how the learner shards under torchrun (WORLD_SIZE > 1)."""
 
+    enabled: bool = False
+    """Shard with FSDP2 also in one process (a mesh of one rank: the multi-GPU code path, mixed precision and sharded checkpoints on one GPU); with WORLD_SIZE > 1 FSDP2 is always on."""
     reshard_after_forward: bool = True
     """Free each layer's gathered parameters after its forward (less memory, one more all-gather in the backward)."""
 

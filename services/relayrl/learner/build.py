@@ -9,7 +9,7 @@ sharding and the KL reference — the choices `learner.*` makes, applied in one 
   The logits are cast to float32 before any logprob or loss math (`tokens.token_logprobs`).
 - **LoRA** (`learner.lora.rank` > 0): PEFT adapters on the target modules; the base is frozen.
 - **Activation checkpointing**: transformers' non-reentrant checkpointing of every layer.
-- **FSDP2** (WORLD_SIZE > 1): every decoder layer (the model's `_no_split_modules`) and then the
+- **FSDP2** (WORLD_SIZE > 1, or `learner.fsdp.enabled`): every decoder layer (the model's `_no_split_modules`) and then the
   root are `fully_shard`ed over a one-dimensional mesh of the ranks (`distributed.shard`).
 - **Reference** (kl_beta > 0), never a second float32 copy on a GPU: the policy itself with its
   adapters off under LoRA; else its own frozen model, in bfloat16 on a GPU (sharded like the
@@ -54,7 +54,7 @@ def _load(model_dir: str, dtype: torch.dtype):
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
 
 
-def policy_model(lc, model_dir: str, device: torch.device, world: int) -> Built:
+def policy_model(lc, model_dir: str, device: torch.device, sharded: bool) -> Built:
     """The model `lc` (a LearnerConfig) trains, float32 master weights, ready for its optimizer."""
     model = _load(model_dir, torch.float32)
     if lc.activation_checkpointing:
@@ -66,7 +66,7 @@ def policy_model(lc, model_dir: str, device: torch.device, world: int) -> Built:
         model = add_adapters(model, lc.lora)
     model.train()
     bf16 = lc.precision == "bf16"
-    if world > 1:
+    if sharded:
         from relayrl.learner.distributed import shard
 
         shard(model, device, torch.bfloat16 if bf16 else None, lc.fsdp.reshard_after_forward)
@@ -74,7 +74,7 @@ def policy_model(lc, model_dir: str, device: torch.device, world: int) -> Built:
     return Built(model.to(device), device, torch.bfloat16 if bf16 else None, lora)
 
 
-def reference(lc, model_dir: str, built: Built, world: int) -> Reference | None:
+def reference(lc, model_dir: str, built: Built, sharded: bool) -> Reference | None:
     """The KL reference policy for `built`, or None when kl_beta is 0."""
     if lc.loss.kl_beta <= 0:
         return None
@@ -86,7 +86,7 @@ def reference(lc, model_dir: str, built: Built, world: int) -> Reference | None:
     ref.requires_grad_(False)
     if not on_gpu:
         return Reference(ref)
-    if world > 1:
+    if sharded:
         from relayrl.learner.distributed import shard
 
         shard(ref, built.device, None, True)

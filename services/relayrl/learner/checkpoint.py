@@ -96,7 +96,7 @@ def save(final: Path, policy, state: dict | None) -> Path:
     model_state, optim_state = get_state_dict(policy.model, policy.optimizer, options=_options(policy))
     with _quiet_in_one_process():
         dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp / SHARDS),
-                 no_dist=policy.updater.world == 1)
+                 no_dist=not torch.distributed.is_initialized())
     if policy.lora:
         from relayrl.learner.lora import merged, peft_entries
 
@@ -138,7 +138,7 @@ def restore(path: Path, policy) -> None:
         model_state, optim_state = get_state_dict(policy.model, policy.optimizer, options=_options(policy))
         state = {"model": model_state, "optim": optim_state}
         with _quiet_in_one_process():
-            dcp.load(state, checkpoint_id=str(path / SHARDS), no_dist=policy.updater.world == 1)
+            dcp.load(state, checkpoint_id=str(path / SHARDS), no_dist=not torch.distributed.is_initialized())
         set_state_dict(policy.model, policy.optimizer, model_state_dict=state["model"],
                        optim_state_dict=state["optim"], options=_options(policy))
     else:

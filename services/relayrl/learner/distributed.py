@@ -42,15 +42,21 @@ log = logging.getLogger("relayrl.learner")
 
 def init_from_env(device: torch.device) -> tuple[int, int]:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR/PORT), over NCCL
-    when the learner trains on CUDA, gloo on the CPU; (rank, world)."""
+    when the learner trains on CUDA, gloo on the CPU; without torchrun a group of one (on a free
+    loopback port). (rank, world)."""
     import torch.distributed as dist
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
+    if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if "MASTER_ADDR" in os.environ:
+            dist.init_process_group(backend)
+        else:
+            from relayrl.replay.private_redis import free_port
+
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    return dist.get_rank(), dist.get_world_size()
 
 
 def shard(model, device: torch.device, param_dtype: torch.dtype | None, reshard_after_forward: bool = True) -> None:

@@ -44,17 +44,17 @@ class Policy:
         torch.manual_seed(lc.seed)
         self.spec, self.model_dir = spec, model_dir
         self.device = build.resolve_device(lc.device)
-        world = int(os.environ.get("WORLD_SIZE", "1"))
         updater = LocalUpdater
-        if world > 1:  # under torchrun: FSDP2 across the ranks
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 or lc.fsdp.enabled:  # under torchrun, or asked for: FSDP2
             from relayrl.learner.distributed import DistributedUpdater, init_from_env
 
             init_from_env(self.device)
             updater = DistributedUpdater
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        built = build.policy_model(lc, model_dir, self.device, world)
+        sharded = updater is not LocalUpdater
+        built = build.policy_model(lc, model_dir, self.device, sharded)
         self.model, self.lora = built.model, built.lora
-        self.ref = build.reference(lc, model_dir, built, world)
+        self.ref = build.reference(lc, model_dir, built, sharded)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=lc.optim.lr, weight_decay=lc.optim.weight_decay)
         warmup = lc.optim.lr_warmup_steps
