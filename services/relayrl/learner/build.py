@@ -58,7 +58,10 @@ def policy_model(lc, model_dir: str, device: torch.device, sharded: bool) -> Bui
     """The model `lc` (a LearnerConfig) trains, float32 master weights, ready for its optimizer."""
     model = _load(model_dir, torch.float32)
     if lc.activation_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # transformers before the rename (what vLLM's pins may install)
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = lc.lora.rank > 0
     if lora:
         from relayrl.learner.lora import add_adapters

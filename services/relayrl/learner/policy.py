@@ -77,10 +77,25 @@ class Policy:
         return self.updater.rank
 
     def train(self, groups: list[common_pb2.Group]) -> dict:
-        """One batch: advantages under the spec's algorithm, then `minibatches` optimizer steps."""
+        """One batch: advantages under the spec's algorithm, then `minibatches` optimizer steps; the
+        statistics gain `update_s` (the step alone) and the learner's peak memory so far
+        (`peak_cuda_memory_gb`: CUDA memory allocated, on a GPU; `peak_rss_gb`: the process's peak
+        RSS, on a CPU)."""
+        import resource
+        import time
+
+        import torch
+
         from relayrl.learner.update import prepare
 
-        return self.updater.step(prepare(groups, self.spec))
+        t0 = time.perf_counter()
+        stats = self.updater.step(prepare(groups, self.spec))
+        stats["update_s"] = time.perf_counter() - t0
+        if self.device.type == "cuda":
+            stats["peak_cuda_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
+        else:
+            stats["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
+        return stats
 
     def published_entries(self) -> list:
         """What a version holds: under LoRA the adapters (`lora.published`), else every weight."""

@@ -70,11 +70,12 @@ class Actor:
         version, state = self.weights.fetch(-1)
         with self.lock:
             self.engine.load_weights(state, version)
-        metrics.WEIGHT_SYNC.labels("actor").observe(time.perf_counter() - t0)
-        metrics.WEIGHT_BYTES.labels("actor").inc(sum(t.numel() * t.element_size() for t in state.values()))
+        seconds, size = time.perf_counter() - t0, sum(t.numel() * t.element_size() for t in state.values())
+        metrics.WEIGHT_SYNC.labels("actor").observe(seconds)
+        metrics.WEIGHT_BYTES.labels("actor").inc(size)
         metrics.POLICY_VERSION.labels("actor").set(version)
         metrics.VERSION_LAG.set(max(0, announced - version))
-        log.info("%s loaded version %d", self.actor_id, version)
+        log.info("%s loaded version %d in %.4f s (%d bytes: fetched and loaded)", self.actor_id, version, seconds, size)
         return True
 
     def step(self) -> int:
