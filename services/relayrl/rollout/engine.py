@@ -98,9 +98,8 @@ class TransformersEngine(Engine):
             if not self._base_intact:  # a full version was loaded since: back to the base first
                 merged = {**{k: self._base.get(k) for k in self._base.names()}, **merged}
             state_dict = merged
-        with torch.no_grad():
-            missing, unexpected = self.model.load_state_dict(
-                {k: v.to(torch.float32) for k, v in state_dict.items()}, strict=False)
+        with torch.no_grad():  # copy_ casts the wire dtype into the fp32 parameters: no intermediate copy
+            missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
         # tied embeddings may arrive under one name only; an adapter touches only its modules
         missing = [k for k in missing if k != "lm_head.weight" and not adapter]
         if missing or unexpected:
