@@ -107,3 +107,46 @@ def test_fsdp_on_one_rank_makes_the_same_update_and_checkpoint(tiny_model_dir, t
         torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=1e-6, msg=name)
         if name in published:
             torch.testing.assert_close(published[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+LORA = CFG.model_copy(deep=True)
+LORA.learner.lora.rank, LORA.learner.optim.lr = 4, 0.02
+
+
+def _lora_rank(rank: int, world: int, port: int, model_dir: str, path: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from relayrl.learner.policy import Policy
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    policy = Policy(LORA, SPEC, model_dir)
+    if rank == 0:
+        policy.train(FIRST)
+        item = policy.publish(WeightStore(), 1, "float32")
+        policy.save(ckpt.Path(path), {"version": 1, "step": 1})
+        policy.finish()
+        torch.save({"payload": bytes(item.payload)}, out)
+    else:
+        policy.updater.follow()
+    dist.destroy_process_group()
+
+
+def test_lora_under_fsdp_publishes_adapters_and_resumes_on_one_rank(tiny_model_dir, tmp_path):
+    from relayrl.learner.policy import Policy
+
+    single = Policy(LORA, SPEC, str(tiny_model_dir))
+    single.train(FIRST)
+    expected = deserialize(bytes(single.publish(WeightStore(), 1, "float32").payload))
+    path, out = tmp_path / "step-000001", tmp_path / "lora.pt"
+    mp.spawn(_lora_rank, args=(2, free_port(), str(tiny_model_dir), str(path), str(out)), nprocs=2, join=True)
+    published = deserialize(torch.load(out)["payload"])
+    assert set(published) == set(expected) and all(".lora_" in name for name in published)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(published[name], tensor, rtol=0, atol=1e-5, msg=name)
+    resumed = Policy(LORA, SPEC, str(tiny_model_dir), start=path)
+    again = deserialize(bytes(resumed.publish(WeightStore(), 1, "float32").payload))
+    for name, tensor in published.items():
+        assert torch.equal(again[name], tensor), name
+    merged = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)  # the merged export
+    assert (path / "adapter" / "adapter_config.json").exists() and merged.config.model_type == "qwen2"
