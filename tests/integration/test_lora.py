@@ -41,6 +41,17 @@ def trained(tiny_model_dir, tmp_path):
 def test_only_the_adapters_train_and_travel(trained, tiny_model_dir):
     policy = trained.policy
     assert policy.lora and policy.ref.shared  # the KL reference is the policy with its adapters off
+    from relayrl.learner.tokens import build_batch, token_logprobs
+    from relayrl.learner.update import prepare
+
+    batch = build_batch(prepare(groups(2, seed=9), policy.spec).rows, 0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        initial, _ = token_logprobs(base, batch, 1.0)
+        trained_logp, _ = token_logprobs(policy.model, batch, 1.0)
+    torch.testing.assert_close(policy.ref.logprobs(batch, 1.0), initial, rtol=0, atol=1e-5)  # no second copy
+    assert float((trained_logp - initial).abs().max()) > 1e-3
+    assert policy.model.training  # the reference's eval-mode forward left the policy in train mode
     assert all(".lora_" in n for n, p in policy.model.named_parameters() if p.requires_grad)
     full = len(serialize(AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict(), "float32"))
     server, port = serve(trained, 0)
