@@ -96,7 +96,9 @@ def plan(rows: Rows, pad_id: int, minibatches: int = 1, rank: int = 0, world: in
         micro = [(build_batch([rows.rows[i] for i in part], pad_id),
                   torch.tensor([rows.advantages[i] for i in part], dtype=torch.float32)) for part in mine]
         padding = max(map(len, cuts)) - len(mine)
-        micro += [micro[0]] * padding
+        if padding:  # the cheapest forward that joins the collectives: this rank's shortest row alone
+            shortest = min((i for part in mine for i in part), key=lambda i: len(rows.rows[i][0]) + len(rows.rows[i][1]))
+            micro += [(build_batch([rows.rows[shortest]], pad_id), torch.zeros(1))] * padding
         out.append(Minibatch(micro, mb.stop - mb.start, float(sum(rows.lengths[mb])), padding))
     return out
 
