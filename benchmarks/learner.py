@@ -8,11 +8,13 @@ here) on the same batch of prompt + completion rows:
   step's statistics, gradient clipping and AdamW: everything a learner step does.
 - **bare**: the loop one would write by hand — one forward over the same padded tensors, the
   log-probabilities of the completion tokens, a REINFORCE-style loss (advantage x logprob, mean
-  over completion tokens), backward, gradient clipping, AdamW.
+  over completion tokens), backward, gradient clipping, AdamW (fused, as the learner's: the
+  per-tensor AdamW is 8x slower on this CPU, which would hide everything else).
 
-Rounds alternate between the two (the machine is shared: the spread between rounds is larger
-than either's own cost); the figure is the ratio of the medians (and of the best rounds), tokens
-counted as prompt + completion tokens of the batch.
+Rounds alternate between the two, which goes first alternating too (the machine is shared: the
+spread between rounds is larger than either's own cost); the figures are the ratio of the median
+times, of the best rounds, and the median of each round's ratio (the pair ran back to back),
+tokens counted as prompt + completion tokens of the batch.
 
     .venv/bin/python benchmarks/learner.py [--model DIR] [--rows 16] [--prompt 48] [--completion 48] [--rounds 7]
 
@@ -98,17 +100,20 @@ def main() -> None:
     advantages = torch.tensor(rows.advantages, dtype=torch.float32)
     tokens = int(batch.attention_mask.sum())
     bare = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).train()
-    bare_opt = torch.optim.AdamW(bare.parameters(), lr=1e-6)
+    bare_opt = torch.optim.AdamW(bare.parameters(), lr=1e-6, fused=True)  # the learner's AdamW, as it builds it
     bare_step(bare, bare_opt, batch, advantages)  # warm-up, both
     policy.train(batch_groups)
     learner_s, bare_s = [], []
-    for _ in range(args.rounds):
+
+    def timed(fn) -> float:
         t0 = time.perf_counter()
-        policy.train(batch_groups)
-        learner_s.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        bare_step(bare, bare_opt, batch, advantages)
-        bare_s.append(time.perf_counter() - t0)
+        fn()
+        return time.perf_counter() - t0
+
+    for k in range(args.rounds):  # which goes first alternates, so neither always finds warm caches
+        runs = [(learner_s, lambda: policy.train(batch_groups)), (bare_s, lambda: bare_step(bare, bare_opt, batch, advantages))]
+        for times, fn in (runs if k % 2 == 0 else runs[::-1]):
+            times.append(timed(fn))
     params = sum(p.numel() for p in bare.parameters())
     print(json.dumps({
         "benchmark": "learner", "model": str(args.model or "random Qwen2 (built)"), "params_m": round(params / 1e6, 1),
@@ -116,7 +121,8 @@ def main() -> None:
         "learner_tokens_per_s": round(tokens / statistics.median(learner_s), 1),
         "bare_tokens_per_s": round(tokens / statistics.median(bare_s), 1),
         "ratio": round(statistics.median(bare_s) / statistics.median(learner_s), 3),
-        "ratio_best": round(min(bare_s) / min(learner_s), 3)}))
+        "ratio_best": round(min(bare_s) / min(learner_s), 3),
+        "ratio_paired_median": round(statistics.median(b / lr for b, lr in zip(bare_s, learner_s)), 3)}))
 
 
 if __name__ == "__main__":
