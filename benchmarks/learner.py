@@ -13,8 +13,9 @@ here) on the same batch of prompt + completion rows:
 
 Rounds alternate between the two, which goes first alternating too (the machine is shared: the
 spread between rounds is larger than either's own cost); the figures are the ratio of the median
-times, of the best rounds, and the median of each round's ratio (the pair ran back to back),
-tokens counted as prompt + completion tokens of the batch.
+times, of the best rounds, the median of each round's ratio (the pair ran back to back), and the
+ratio of the median CPU times (the process's, all threads: the work done, which other processes
+on the machine disturb less than the wall time), tokens counted as prompt + completion tokens.
 
     .venv/bin/python benchmarks/learner.py [--model DIR] [--rows 16] [--prompt 48] [--completion 48] [--rounds 7]
 
@@ -103,17 +104,19 @@ def main() -> None:
     bare_opt = torch.optim.AdamW(bare.parameters(), lr=1e-6, fused=True)  # the learner's AdamW, as it builds it
     bare_step(bare, bare_opt, batch, advantages)  # warm-up, both
     policy.train(batch_groups)
-    learner_s, bare_s = [], []
+    learner_s, bare_s, learner_cpu, bare_cpu = [], [], [], []
 
-    def timed(fn) -> float:
-        t0 = time.perf_counter()
+    def timed(fn, wall: list, cpu: list) -> None:
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        return time.perf_counter() - t0
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
 
     for k in range(args.rounds):  # which goes first alternates, so neither always finds warm caches
-        runs = [(learner_s, lambda: policy.train(batch_groups)), (bare_s, lambda: bare_step(bare, bare_opt, batch, advantages))]
-        for times, fn in (runs if k % 2 == 0 else runs[::-1]):
-            times.append(timed(fn))
+        runs = [(lambda: policy.train(batch_groups), learner_s, learner_cpu),
+                (lambda: bare_step(bare, bare_opt, batch, advantages), bare_s, bare_cpu)]
+        for fn, wall, cpu in (runs if k % 2 == 0 else runs[::-1]):
+            timed(fn, wall, cpu)
     params = sum(p.numel() for p in bare.parameters())
     print(json.dumps({
         "benchmark": "learner", "model": str(args.model or "random Qwen2 (built)"), "params_m": round(params / 1e6, 1),
@@ -122,7 +125,8 @@ def main() -> None:
         "bare_tokens_per_s": round(tokens / statistics.median(bare_s), 1),
         "ratio": round(statistics.median(bare_s) / statistics.median(learner_s), 3),
         "ratio_best": round(min(bare_s) / min(learner_s), 3),
-        "ratio_paired_median": round(statistics.median(b / lr for b, lr in zip(bare_s, learner_s)), 3)}))
+        "ratio_paired_median": round(statistics.median(b / lr for b, lr in zip(bare_s, learner_s)), 3),
+        "cpu_ratio": round(statistics.median(bare_cpu) / statistics.median(learner_cpu), 3)}))
 
 
 if __name__ == "__main__":
