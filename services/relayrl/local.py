@@ -271,9 +271,11 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
                                       "--learner", learner_addr, "--model", str(model_dir), "--steps", str(steps)])
         wait_serving(procs, reward, reward_addr)
         wait_serving(procs, learner, learner_addr)
+        nccl = cfg.learner.weights.nccl.port  # the actors pull over the broadcast fast path when it is on
+        weights_addr = f"nccl://127.0.0.1:{nccl}" if nccl else learner_addr
         for i in range(cfg.rollout.num_actors):
             procs.start(f"actor-{i}", [*py, "actor", *args(f"actor-{i}"), "--model", str(model_dir),
-                                       "--actor-id", f"actor-{i}", "--learner", learner_addr, "--reward", reward_addr])
+                                       "--actor-id", f"actor-{i}", "--learner", weights_addr, "--reward", reward_addr])
         _watch(procs, learner, redis_url, learner_addr, cfg, steps, progress and sys.stderr.isatty())
     finally:
         procs.stop()

@@ -10,7 +10,16 @@ the new place of a key that moved (`moved`). Stream key names live with the queu
 from relayrl.config.agent import AgentConfig
 from relayrl.config.errors import ConfigError
 from relayrl.config.eval import EvalConfig
-from relayrl.config.learner import CheckpointConfig, LearnerConfig, LossConfig, OptimConfig, PublishConfig
+from relayrl.config.learner import (
+    CheckpointConfig,
+    FsdpConfig,
+    LearnerConfig,
+    LoraConfig,
+    LossConfig,
+    NcclConfig,
+    OptimConfig,
+    PublishConfig,
+)
 from relayrl.config.model import ModelConfig, TinyModelConfig
 from relayrl.config.queue import MemoryQueue, QueueConfig, RedisQueue
 from relayrl.config.reward import (
@@ -38,7 +47,8 @@ from relayrl.config.tracking import TrackingConfig
 
 __all__ = [
     "AgentConfig", "ChatExample", "CheckpointConfig", "CodeConfig", "ConfigError", "EngineConfig", "EvalConfig",
-    "LaneConfig", "LanesConfig", "LatencyEmulation", "LearnerConfig", "LossConfig", "MemoryQueue", "ModelConfig", "OptimConfig", "PublishConfig",
+    "FsdpConfig", "LaneConfig", "LanesConfig", "LatencyEmulation", "LearnerConfig", "LoraConfig", "LossConfig",
+    "MemoryQueue", "ModelConfig", "NcclConfig", "OptimConfig", "PublishConfig",
     "QueueConfig", "RayConfig", "RedisQueue", "RewardConfig", "RewardWeights", "RolloutConfig", "RunConfig",
     "SamplingConfig", "SandboxConfig", "SandboxLimits", "SlowLaneConfig", "SweConfig", "TaskConfig",
     "TinyModelConfig", "TrackingConfig", "TransformersEngineConfig", "VllmEngineConfig",

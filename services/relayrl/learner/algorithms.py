@@ -14,8 +14,9 @@ torch-free reward shaping lives too) picks the pieces:
 Off-policy correction: the *naive* objective takes PPO's ratio against the behaviour logprobs the
 actor sampled with. The *decoupled* objective (Hilton et al.; AReaL) takes it against the proximal
 policy (the learner's own logprobs before the batch's first update) and weights each token by
-proximal / behaviour, optionally truncated at a cap (truncated importance sampling, Yao et al.),
-which also absorbs the numeric mismatch between the inference engine and the learner. The
+proximal / behaviour, optionally capped (truncated importance sampling, Yao et al.: the weight
+truncated to the cap; or AReaL's mask: tokens above the cap dropped), which also absorbs the
+numeric mismatch between the inference engine and the learner. The
 mismatch is logged as KL(behaviour || proximal) and the effective sample size of the weights.
 """
 
@@ -44,6 +45,12 @@ def advantages(rewards: torch.Tensor, kind: str, eps: float = 1e-4) -> torch.Ten
 
 
 # -- losses ----------------------------------------------------------------------------------------
+K3_LOG_RATIO_BOUND = 20.0
+"""k3's log-ratio is clamped to +-this (verl's `low_var_kl`)."""
+K3_BOUND = 10.0
+"""k3's per-token estimate is clamped to +-this (verl's `low_var_kl`)."""
+
+
 def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> torch.Tensor:
     """Per-token estimate of KL(policy || reference) from samples of the policy (Schulman's k1-k3)."""
     log_ratio = logp - ref_logp
@@ -52,7 +59,11 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> to
     if estimator == "k2":
         return 0.5 * log_ratio ** 2
     if estimator == "k3":
-        return torch.exp(-log_ratio) + log_ratio - 1  # exp(ref - logp) - (ref - logp) - 1 >= 0
+        # exp(ref - logp) - (ref - logp) - 1 >= 0, clamped as verl does (`low_var_kl`): the
+        # log-ratio to [-20, 20] and the estimate to at most 10, so a token whose probability
+        # collapsed cannot make the loss inf
+        ref_minus = torch.clamp(-log_ratio, min=-K3_LOG_RATIO_BOUND, max=K3_LOG_RATIO_BOUND)
+        return torch.clamp(torch.exp(ref_minus) - ref_minus - 1, min=-K3_BOUND, max=K3_BOUND)
     raise ValueError(f"unknown KL estimator {estimator!r}")
 
 
@@ -110,8 +121,11 @@ def policy_loss(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: to
     """The clipped surrogate (+ KL) of `spec`; `advantages` has one value per row ([N]).
 
     With `prox_logp` (the decoupled objective) the ratio is logp / prox and each token is weighted
-    by prox / behaviour (detached, truncated at `spec.tis_cap`); otherwise the ratio is taken
-    against the behaviour logprobs."""
+    by prox / behaviour (detached; above `spec.tis_cap` truncated to the cap, or with
+    `spec.tis_mode` "mask" zeroed, AReaL's default); otherwise the ratio is taken against the
+    behaviour logprobs. `clip_frac` counts the tokens where the clip is active: the ratio above
+    1 + clip_high with a positive advantage, or below 1 - clip_low with a negative one (elsewhere
+    the unclipped term is the minimum and the clip changes nothing)."""
     adv = advantages.to(logp.dtype)[:, None]
     stats: dict[str, float] = {}
     if prox_logp is None:
@@ -121,14 +135,16 @@ def policy_loss(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: to
         ratio = torch.exp(logp - prox_logp)
         weight = torch.exp(prox_logp - behaviour_logp).detach()
         if spec.tis_cap is not None:
-            stats["tis_clip_frac"] = float(masked_mean((weight > spec.tis_cap).float(), mask))
-            weight = weight.clamp(max=spec.tis_cap)
+            over = weight > spec.tis_cap
+            stats["tis_clip_frac"] = float(masked_mean(over.float(), mask))
+            weight = weight.masked_fill(over, 0.0) if spec.tis_mode == "mask" else weight.clamp(max=spec.tis_cap)
         stats["is_weight_mean"] = float(masked_mean(weight, mask))
     clipped = torch.clamp(ratio, 1 - spec.clip_low, 1 + spec.clip_high)
     per_token = -torch.minimum(ratio * adv, clipped * adv)
     if weight is not None:
         per_token = per_token * weight
-    low, high = (ratio < 1 - spec.clip_low).float(), (ratio > 1 + spec.clip_high).float()
+    low = ((ratio < 1 - spec.clip_low) & (adv < 0)).float()
+    high = ((ratio > 1 + spec.clip_high) & (adv > 0)).float()
     stats.update(clip_frac=float(masked_mean(low + high, mask)), clip_frac_low=float(masked_mean(low, mask)),
                  clip_frac_high=float(masked_mean(high, mask)), ratio_mean=float(masked_mean(ratio.detach(), mask)))
     if ref_logp is not None and spec.kl_beta > 0:
@@ -153,5 +169,5 @@ def grpo_loss(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: torc
     The GRPO case of `policy_loss` (symmetric clip, naive objective)."""
     spec = AlgoSpec(name="grpo", clip_low=clip_eps, clip_high=clip_eps, loss_agg="token_mean", dynamic_sampling=False,
                     overlong_buffer=0, overlong_penalty=0.0, max_len=0, adv_eps=1e-4, kl_beta=kl_beta,
-                    kl_estimator="k3", objective="naive", tis_cap=None)
+                    kl_estimator="k3", objective="naive", tis_cap=None, tis_mode="truncate")
     return policy_loss(logp, behaviour_logp, advantages, mask, spec, ref_logp=ref_logp)

@@ -1,7 +1,8 @@
 """The learner process: the gRPC `LearnerService` (weights, status) around the training loop.
 
 The weight methods (`GetLatestVersion`, `GetWeights`) are `relayrl.weights.service`'s, over the
-learner's weight store; this servicer adds only `GetStatus`, from the learner's counters.
+learner's weight store; this servicer adds only `GetStatus`, from the learner's counters. With
+`learner.weights.nccl.port` set, the same store is also served over the broadcast fast path.
 Training runs on the main thread; gRPC answers from its own threads, so actors pull weights while
 the learner trains.
 """
@@ -40,6 +41,21 @@ def serve(learner: Learner, port: int, host: str = "127.0.0.1") -> tuple[grpc.Se
     return service.serve(LearnerServicer(learner), port, host)
 
 
+def serve_nccl(learner: Learner, host: str = "127.0.0.1"):
+    """The broadcast fast path (`relayrl.weights.nccl`) over the learner's store, when
+    `learner.weights.nccl.port` is set; None otherwise."""
+    cfg = learner.cfg.learner.weights.nccl
+    if cfg.port is None:
+        return None
+    from relayrl.rpc import auth_token
+    from relayrl.weights.nccl import NcclWeightServer
+
+    server = NcclWeightServer(learner.store, host, cfg.port, cfg.backend, cfg.timeout_s, token=auth_token(),
+                              device=learner.policy.device)
+    log.info("nccl weights (%s) on %s:%d", server.backend, host, server.port)
+    return server
+
+
 def main(config_path: str, redis_url: str | None, port: int, out: str, model_dir: str, steps: int | None = None,
          metrics_port: int | None = None, host: str = "127.0.0.1", fresh: bool = False) -> None:
     """Entry of `relayrl serve learner`: train for `steps` in all, serving weights meanwhile. It
@@ -58,10 +74,13 @@ def main(config_path: str, redis_url: str | None, port: int, out: str, model_dir
         queue.close()
         return
     server, bound = serve(learner, port, host)
+    nccl = serve_nccl(learner, host)
     serve_metrics(metrics_port, host)
     log.info("learner serving on %s:%d", host, bound)
     try:
         learner.run(steps)
     finally:
         server.stop(grace=2).wait()
+        if nccl is not None:
+            nccl.close()
         queue.close()

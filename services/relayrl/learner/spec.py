@@ -34,6 +34,7 @@ class AlgoSpec:
     kl_estimator: str
     objective: str
     tis_cap: float | None
+    tis_mode: str = "truncate"
 
 
 def resolve(lc, max_new_tokens: int) -> AlgoSpec:
@@ -48,7 +49,8 @@ def resolve(lc, max_new_tokens: int) -> AlgoSpec:
         name=lc.algorithm, clip_low=lc.clip_eps, clip_high=high, loss_agg=lc.loss_agg or _DEFAULT_AGG[lc.algorithm],
         dynamic_sampling=lc.dynamic_sampling if lc.dynamic_sampling is not None else dapo,
         overlong_buffer=buffer, overlong_penalty=lc.overlong_penalty, max_len=max_new_tokens, adv_eps=lc.adv_eps,
-        kl_beta=lc.kl_beta, kl_estimator=lc.kl_estimator, objective=lc.objective, tis_cap=lc.tis_cap)
+        kl_beta=lc.kl_beta, kl_estimator=lc.kl_estimator, objective=lc.objective, tis_cap=lc.tis_cap,
+        tis_mode=lc.tis_mode)
 
 
 def overlong_penalty(length: int, max_len: int, buffer: int, penalty: float = 1.0) -> float:

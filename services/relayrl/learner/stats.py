@@ -1,11 +1,11 @@
 """One learner step's statistics, right for the whole batch also when the batch is split.
 
-A step is computed in shards: the minibatches of one process, their micro-batches and, under DDP,
+A step is computed in shards: the minibatches of one process, their micro-batches and, under FSDP,
 each rank's slice of every minibatch. Averaging each shard's figures would weight a short shard
 like a long one, and logging rank 0's figures would describe half the batch. So every figure is
 kept in the form that adds up: token means (entropy, clip fractions, ratio, KL, IS weights) as sum
 and token count, the effective sample size as its pooled sums, maxima as maxima, the loss as the
-sum of the shards' shares; the gradient norm, which DDP makes the same on every rank, is averaged
+sum of the shards' shares; the gradient norm, which FSDP makes the same on every rank, is averaged
 over minibatches only. Under torch.distributed one all-reduce of the sums and one of the maxima
 give every rank the whole batch's figures, which rank 0 logs: what a single process would have
 logged.

@@ -5,7 +5,7 @@ Three parts that do not know each other, tied together here:
 - `intake.Intake`: admission of prompts under the staleness bound, leasing scored groups, dedup
   and drops, and the acknowledgements a checkpoint releases (torch-free);
 - `policy.Policy`: the model, optimizer, scheduler, reference model and updater (one process or
-  DDP under torchrun);
+  FSDP2 under torchrun);
 - `runlog.RunLog`: metrics.jsonl, ledger.jsonl, samples.jsonl, eval.jsonl, learner-status.json
   and the experiment trackers.
 
@@ -66,10 +66,7 @@ class Learner:
             self._refuse_existing_run(start)
         self.epoch = secrets.token_hex(8)  # this lineage: versions of another epoch are not ours
         self.policy = Policy(cfg, self.spec, model_dir, start)
-        state = None
-        if start is not None:
-            ckpt.restore_trainer(start, self.policy.optimizer, self.policy.scheduler)
-            state = ckpt.read_state(start)
+        state = ckpt.read_state(start) if start is not None else None
         self.intake = Intake(cfg, queue, self.spec, self.policy.tokenizer, consumer, state, self.epoch)
         self.version, self.step = (state["version"], state["step"]) if state else (0, 0)
         self.store = WeightStore(keep=cfg.learner.weights.keep_versions, epoch=self.epoch)
@@ -134,8 +131,7 @@ class Learner:
         """Save a durable checkpoint, then acknowledge every group it records (trained or dropped)."""
         p = self.policy
         state = {"version": self.version, "step": self.step, "algorithm": self.spec.name, **self.intake.state()}
-        final = ckpt.save(self.out / "checkpoints" / f"step-{self.step:06d}", p.model, p.tokenizer, p.optimizer,
-                          p.scheduler, state)
+        final = p.save(self.out / "checkpoints" / f"step-{self.step:06d}", state)
         self.intake.acknowledge()
         return final
 

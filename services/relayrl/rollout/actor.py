@@ -108,11 +108,13 @@ class Actor:
         with self.lock:
             self.engine.load_weights(state, version)
             self.epoch = epoch
-        weight_metrics.WEIGHT_SYNC.labels("actor").observe(time.perf_counter() - t0)
-        weight_metrics.WEIGHT_BYTES.labels("actor").inc(sum(t.numel() * t.element_size() for t in state.values()))
+        seconds, size = time.perf_counter() - t0, sum(t.numel() * t.element_size() for t in state.values())
+        weight_metrics.WEIGHT_SYNC.labels("actor").observe(seconds)
+        weight_metrics.WEIGHT_BYTES.labels("actor").inc(size)
         weight_metrics.POLICY_VERSION.labels("actor").set(version)
         metrics.VERSION_LAG.set(max(0, announced - version))
-        log.info("%s loaded version %d (learner epoch %s)", self.actor_id, version, epoch or "-")
+        log.info("%s loaded version %d (learner epoch %s) in %.4f s (%d bytes: fetched and loaded)", self.actor_id,
+                 version, epoch or "-", seconds, size)
         return True
 
     def step(self) -> int:

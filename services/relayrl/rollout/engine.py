@@ -7,7 +7,8 @@ it; it loads new weights in place between generations, and, when asked, in the m
 while it runs), and the tokens after it record the new version (partial rollouts). `TransformersEngine` runs its own sampling
 loop over a transformers model with a KV cache: left-padded prompts with explicit position ids (so
 the learner, which right-pads, recomputes the same logprobs), temperature, top-k and top-p applied
-to the logits before sampling, and the logprob taken from that same filtered distribution.
+to the logits before sampling (`relayrl.sampling`, which the learner scores with too), and the
+logprob taken from that same filtered distribution.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from relayrl.config import SamplingConfig
+from relayrl.sampling import filter_logits  # the one definition, shared with the learner
 
 
 @dataclass
@@ -76,23 +78,6 @@ class Engine(ABC):
         return 1 << 16
 
 
-def filter_logits(logits, top_k: int, top_p: float):
-    """Mask logits outside top-k / the top-p nucleus with -inf (0 / 1 disable each)."""
-    import torch
-
-    if top_k and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1, None]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        # drop a token when the mass before it already reaches top_p (the first token always stays)
-        drop = (probs.cumsum(-1) - probs) >= top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    return logits
-
-
 class TransformersEngine(Engine):
     """A transformers causal LM sampled with a KV cache on the CPU."""
 
@@ -103,8 +88,11 @@ class TransformersEngine(Engine):
 
         hf_logging.disable_progress_bar()
         torch.set_num_threads(threads)
+        self.model_dir = model_dir
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self._base = None  # the starting model's weights (memory-mapped), read when adapters arrive
+        self._base_intact = True  # every weight not touched by an adapter is still the starting model's
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id
         self.bos = self.tokenizer.bos_token or ""
@@ -120,15 +108,26 @@ class TransformersEngine(Engine):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def load_weights(self, state_dict: dict, version: int) -> None:
+        """A full version replaces every weight; a LoRA adapter (`relayrl.weights.lora`) is merged
+        into the starting model's weights of the modules it adapts."""
         import torch
 
-        with torch.no_grad():
-            missing, unexpected = self.model.load_state_dict(
-                {k: v.to(torch.float32) for k, v in state_dict.items()}, strict=False)
-        # tied embeddings may arrive under one name only
-        missing = [k for k in missing if k != "lm_head.weight"]
+        from relayrl.weights.lora import BaseWeights, is_adapter, merge
+
+        adapter = is_adapter(state_dict)
+        if adapter:
+            self._base = self._base or BaseWeights(self.model_dir)
+            merged = merge(self._base, state_dict, torch.float32)
+            if not self._base_intact:  # a full version was loaded since: back to the base first
+                merged = {**{k: self._base.get(k) for k in self._base.names()}, **merged}
+            state_dict = merged
+        with torch.no_grad():  # copy_ casts the wire dtype into the fp32 parameters: no intermediate copy
+            missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
+        # tied embeddings may arrive under one name only; an adapter touches only its modules
+        missing = [k for k in missing if k != "lm_head.weight" and not adapter]
         if missing or unexpected:
             raise ValueError(f"weights do not fit the model: missing {missing}, unexpected {unexpected}")
+        self._base_intact = adapter  # after an adapter every other weight is the base's; after a full version not
         self.version = version
 
     def generate(self, prompts, sampling, seed=None, between=None, update_every=0):

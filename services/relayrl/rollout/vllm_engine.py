@@ -12,8 +12,9 @@ through `LLM.collective_rpc` with the tensors (`model.load_weights` does not wor
 backend). A model with tied embeddings then needs its `lm_head` re-processed, the prefix cache is
 reset (its KV entries were computed by the old weights), and the new version is served. The
 engine core runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), so the tensors reach the
-worker by reference, not through a socket. On GPUs the same path works; vLLM's NCCL weight
-transfer would replace the gRPC pull, which this machine (no GPU) cannot exercise.
+worker by reference, not through a socket. A LoRA learner's adapters are merged into the starting
+weights (read memory-mapped from the model directory) and loaded the same way. On GPUs the tensors
+may come over NCCL (`relayrl.weights.nccl`) instead of gRPC; the load is the same.
 
 Mid-generation updates (`update_every`): generation runs in segments of that many tokens; between
 segments `between()` may load a new version, after which the unfinished sequences continue from
@@ -28,12 +29,11 @@ machine (no vLLM build here): the transformers engine's implementation is the te
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 from relayrl.config import SamplingConfig, VllmEngineConfig
 from relayrl.rollout.engine import Completion, Engine
+from relayrl.weights.lora import BaseWeights, is_adapter, merge
 
 
 def _reprocess_lm_head(worker) -> None:
@@ -42,18 +42,6 @@ def _reprocess_lm_head(worker) -> None:
     head = getattr(model, "lm_head", None)
     if head is not None and getattr(head, "quant_method", None) is not None:
         head.quant_method.process_weights_after_loading(head)
-
-
-def checkpoint_names(model_dir: str | Path) -> set[str]:
-    """Tensor names of a Hugging Face safetensors checkpoint (one file or an index of shards)."""
-    from safetensors import safe_open
-
-    model_dir = Path(model_dir)
-    index = model_dir / "model.safetensors.index.json"
-    if index.exists():
-        return set(json.loads(index.read_text())["weight_map"])
-    with safe_open(str(model_dir / "model.safetensors"), framework="pt") as f:
-        return set(f.keys())
 
 
 class VllmEngine(Engine):
@@ -69,7 +57,8 @@ class VllmEngine(Engine):
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         hf = AutoConfig.from_pretrained(model_dir)
         self.tied = bool(getattr(hf, "tie_word_embeddings", False))
-        self.names = checkpoint_names(model_dir)
+        self.base = BaseWeights(model_dir)  # the starting weights, memory-mapped: LoRA merges onto them
+        self.names = self.base.names()
         self.dtype = getattr(torch, cfg.dtype) if cfg.dtype != "auto" else None
         self.max_model_len = cfg.max_model_len or hf.max_position_embeddings
         self.llm = LLM(model=str(model_dir), dtype=cfg.dtype, gpu_memory_utilization=cfg.gpu_memory_utilization,
@@ -87,6 +76,11 @@ class VllmEngine(Engine):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def load_weights(self, state_dict: dict, version: int) -> None:
+        """A full version, or a LoRA adapter (`relayrl.weights.lora`) merged into the starting
+        weights and loaded as a full version (every weight: vLLM reloads whole layers)."""
+        if is_adapter(state_dict):
+            merged = merge(self.base, state_dict, self.dtype)
+            state_dict = {name: merged[name] if name in merged else self.base.get(name) for name in self.names}
         names = set(state_dict)
         unexpected = sorted(names - self.names)
         missing = sorted(self.names - names - ({"lm_head.weight"} if self.tied else set()))

@@ -9,6 +9,8 @@ packages. One module per part:
              (`make_weight_source` below picks gRPC or bulk from an address)
     bulk     a relay's raw-TCP fast path (`bulk://host:port`) and the source that reads it
     relay    a per-node relay: one pull per version from upstream, re-served to the node's actors
+    nccl     the GPU fast path (`nccl://host:port`): a broadcast per actor over a pair process group
+    lora     LoRA adapters on the wire and merged into an engine's weights on load
 
 The two errors below are how the weight path says "come back later": both are `TransientError`s,
 so the one retry policy (`relayrl.retry.is_transient`) retries them; they also keep the builtin
@@ -29,8 +31,13 @@ class IncompleteWeights(TransientError, OSError):
 
 
 def make_weight_source(address: str):
-    """The `WeightSource` an address names: `bulk://host:port` a relay's bulk port, `host:port` gRPC
-    (a learner or a relay). Here rather than in `source`, which `bulk` builds on."""
+    """The `WeightSource` an address names: `bulk://host:port` a relay's bulk port, `nccl://host:port`
+    the learner's broadcast server, `host:port` gRPC (a learner or a relay). Here rather than in
+    `source`, which `bulk` and `nccl` build on."""
+    if address.startswith("nccl://"):
+        from relayrl.weights.nccl import NcclWeightSource
+
+        return NcclWeightSource(address)
     if address.startswith("bulk://"):
         from relayrl.weights.bulk import BulkWeightSource
 

@@ -99,6 +99,43 @@ def test_decoupled_objective_with_truncated_is_hand_computed():
     assert float(uncapped.detach()) == pytest.approx((-1.44 + 3) / 2, abs=TOL)
 
 
+def test_mask_mode_drops_tokens_above_the_cap_as_areal_does():
+    behaviour = torch.log(torch.tensor([[0.5], [0.2]]))
+    prox = torch.log(torch.tensor([[0.6], [0.6]]))
+    logp = torch.log(torch.tensor([[0.9], [0.6]])).requires_grad_(True)
+    adv, mask = torch.tensor([1.0, -1.0]), torch.ones(2, 1)
+    # row 0 as above (-1.44); row 1's weight 3 exceeds the cap 2: masked out, its loss 0 but it still
+    # counts in the token mean's denominator (AReaL divides by the loss mask, not the kept tokens)
+    loss, stats = policy_loss(logp, behaviour, adv, mask, spec(objective="decoupled", tis_cap=2.0, tis_mode="mask"),
+                              prox_logp=prox)
+    assert float(loss.detach()) == pytest.approx(-1.44 / 2, abs=TOL)
+    assert stats["tis_clip_frac"] == pytest.approx(0.5) and stats["is_weight_mean"] == pytest.approx(0.6, abs=TOL)
+    loss.backward()
+    assert logp.grad.flatten().tolist() == pytest.approx([0.0, 0.0], abs=TOL)  # row 0 clipped, row 1 masked
+
+
+def test_k3_is_clamped_as_verl_does_and_stays_finite():
+    logp = torch.tensor([[-60.0, -1.0, 0.0]], requires_grad=True)  # a token whose probability collapsed
+    ref = torch.tensor([[-1.0, -60.0, 0.0]])
+    k3 = kl_penalty(logp, ref, "k3")
+    # ref - logp = 59 -> clamped to 20 -> exp(20) - 21 -> clamped to 10; -59 -> -20 -> exp(-20) + 19 -> 10
+    assert k3.tolist()[0] == pytest.approx([10.0, 10.0, 0.0], abs=TOL)
+    assert torch.isfinite(kl_penalty(torch.tensor([-200.0]), torch.tensor([0.0]), "k3")).all()
+    k3.sum().backward()
+    assert torch.isfinite(logp.grad).all()
+
+
+def test_clip_fraction_counts_only_tokens_where_the_clip_is_active():
+    behaviour = torch.zeros(4, 1)
+    logp = torch.log(torch.tensor([[1.5], [1.5], [0.5], [0.5]]))
+    adv, mask = torch.tensor([1.0, -1.0, 1.0, -1.0]), torch.ones(4, 1)
+    _, stats = policy_loss(logp, behaviour, adv, mask, spec())
+    # active: ratio 1.5 with A > 0 (the clip caps the gain) and ratio 0.5 with A < 0; the other two
+    # keep their unclipped term, so the clip changes nothing for them
+    assert stats["clip_frac"] == pytest.approx(0.5)
+    assert stats["clip_frac_high"] == pytest.approx(0.25) and stats["clip_frac_low"] == pytest.approx(0.25)
+
+
 def test_decoupled_equals_naive_when_the_behaviour_is_the_proximal_policy():
     behaviour = torch.log(torch.tensor([[0.3, 0.4], [0.2, 0.7]]))
     logp = torch.log(torch.tensor([[0.35, 0.5], [0.1, 0.7]]))

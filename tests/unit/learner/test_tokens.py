@@ -28,7 +28,11 @@ def test_clipped_token_level_loss_hand_computed():
     loss, stats = grpo_loss(logp, behaviour, torch.tensor([1.0, -2.0]), mask, clip_eps=0.2)
     # per token: -min(1.5, 1.2) = -1.2; -min(0.5, 0.8) = -0.5; -min(-3.0, -2.4) = 3.0
     assert float(loss) == pytest.approx((-1.2 - 0.5 + 3.0) / 3, abs=1e-6)
-    assert stats["clip_frac"] == pytest.approx(1.0)  # every unmasked ratio is outside [0.8, 1.2]
+    # every unmasked ratio is outside [0.8, 1.2], but the clip is active only where it changes the
+    # minimum: ratio 1.5 with a positive advantage. Ratio 0.5 with A > 0 and ratio 1.5 with A < 0
+    # keep their unclipped term (their loss is -0.5 and 3.0 above), so they do not count.
+    assert stats["clip_frac"] == pytest.approx(1 / 3)
+    assert stats["clip_frac_high"] == pytest.approx(1 / 3) and stats["clip_frac_low"] == 0.0
 
 
 def test_loss_gradient_pushes_up_positive_advantage():

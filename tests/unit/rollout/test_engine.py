@@ -61,6 +61,25 @@ def test_learner_recomputes_the_behaviour_logprobs(tiny_model_dir, temperature):
     assert float(diff) < 1e-4
 
 
+@pytest.mark.parametrize(("top_k", "top_p"), [(0, 0.8), (5, 1.0), (6, 0.9)])
+def test_learner_recomputes_the_behaviour_logprobs_under_top_k_and_top_p(tiny_model_dir, top_k, top_p):
+    """The learner scores the filtered distribution the engine sampled from: without the filter
+    each logprob would be the token's share of the whole vocabulary, below the engine's."""
+    engine = TransformersEngine(str(tiny_model_dir))
+    sampling = SamplingConfig(group_size=4, max_new_tokens=8, temperature=0.8, top_k=top_k, top_p=top_p)
+    groups = engine.generate(["1?", "31353?", "0000000?"], sampling, seed=0)
+    rows = [(c.prompt_token_ids, c.token_ids, c.logprobs) for g in groups for c in g]
+    batch = build_batch(rows, engine.pad_id)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        logp, _ = token_logprobs(model, batch, 0.8, top_k=top_k, top_p=top_p)
+        unfiltered, _ = token_logprobs(model, batch, 0.8)
+    mask = batch.loss_mask.bool()
+    assert float((logp - batch.behaviour_logprobs)[mask].abs().max()) < 1e-4
+    assert float((batch.behaviour_logprobs - unfiltered)[mask].min()) > -1e-6  # the bias the filter removes
+    assert float((batch.behaviour_logprobs - unfiltered)[mask].max()) > 1e-2
+
+
 def test_load_weights_changes_the_policy_and_version(tiny_model_dir):
     engine = TransformersEngine(str(tiny_model_dir))
     state = {k: torch.zeros_like(v) for k, v in engine.model.state_dict().items()}
