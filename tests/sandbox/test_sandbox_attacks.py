@@ -29,9 +29,19 @@ CFG = RewardConfig(sandbox=SandboxConfig(memory_mb=256, max_processes=32, tmpfs_
                    code=CodeConfig(concurrency=2, cache_size=0))
 
 
+def _own_job_cgroups() -> set[Path]:
+    return {p for p in Path("/sys/fs/cgroup").rglob(f"relayrl-job-{os.getpid()}-*") if p.is_dir()}
+
+
+EARLIER: set[Path] = set()
+"""Job cgroups of this process that existed before the verifier: an earlier test's job may still
+be running out its deadline (a service stopped with a job in flight), and it is not this suite's."""
+
+
 @pytest.fixture(scope="module")
 def verifier():
     os.environ["RELAYRL_TEST_SECRET"] = SECRET  # in the service's environment: must never reach a job
+    EARLIER.update(_own_job_cgroups())
     v = CodeVerifier(CFG)
     yield v
     v.close()
@@ -62,7 +72,7 @@ def job_cgroups(verifier) -> list[Path]:
     but for those of the sandboxes kept started for the next jobs."""
     idle = {path for job in (verifier.prespawned.idle_cgroups() if verifier.prespawned else [])
             for path in job.dirs.values()}
-    return [p for p in Path("/sys/fs/cgroup").rglob(f"relayrl-job-{os.getpid()}-*") if p.is_dir() and p not in idle]
+    return [p for p in _own_job_cgroups() - EARLIER if p not in idle]
 
 
 def stdio(expected: str, timeout_s: float = 2.0, stdin: str = "") -> str:
