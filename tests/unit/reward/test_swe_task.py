@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from relayrl.reward.errors import TaskError
-from relayrl.reward.swe.task import load_manifest, load_task
+from relayrl.reward.swe.task import load_manifest, load_task, task_path
 
 ROOT = Path(__file__).resolve().parents[3]
 GOOD = {"problem_statement": "fix it", "fail_to_pass": ["tests/test_a.py::test_x"],
@@ -77,3 +78,14 @@ def test_manifest_errors_name_the_line(tmp_path):
     manifest.write_text("\n")
     with pytest.raises(TaskError, match="no tasks"):
         load_manifest(manifest)
+
+
+@pytest.mark.parametrize("reference,says", [
+    ('{"task": 5}', "int, not a directory name"), ('{"task": null}', "NoneType, not a directory name"),
+    ('{"task": ""}', "names no task directory"), ("   ", "names no task directory"),
+    ('{"task": ', 'reference is not {"task": "<dir>"}'), ('{"dir": "x"}', 'reference is not {"task": "<dir>"}')])
+def test_a_reference_that_names_no_directory_is_a_task_error(reference, says):
+    """The data's fault, refused when its group arrives: never a TypeError out of the service (a
+    gRPC UNKNOWN, the prompt neither refused nor dead-lettered), never the working directory."""
+    with pytest.raises(TaskError, match=re.escape(says)):
+        task_path(reference, None)

@@ -126,6 +126,10 @@ def task_path(reference: str, tasks_root: Path | None) -> Path:
             ref = json.loads(ref)["task"]
         except (ValueError, KeyError, TypeError) as exc:
             raise TaskError(f'reference is not {{"task": "<dir>"}}: {exc!r}') from exc
+        if not isinstance(ref, str):
+            raise TaskError(f'the reference\'s task is {type(ref).__name__}, not a directory name')
+    if not ref.strip():
+        raise TaskError("the reference names no task directory")
     path = Path(ref)
     return path if path.is_absolute() else (tasks_root or Path.cwd()) / path
 
