@@ -93,7 +93,7 @@ def workspace_wait(cfg: RunConfig, n: int) -> dict:
             pool.release(session)
         pool.close()
         result["warm_pool" if warm else "no_pool"] = round(statistics.median(times) * 1000, 2)
-    sessions = [SandboxSession.start(sandbox, cfg.reward.sandbox.python, pool.snapshots.get(task.repo), slot=2990)
+    sessions = [SandboxSession.start(sandbox, cfg.reward.sandbox.python, pool.snapshots.get(task.repo))
                 for _ in range(5)]
     result["prepare_ms"] = round(statistics.median(s.prepare_s for s in sessions) * 1000, 2)
     for s in sessions:

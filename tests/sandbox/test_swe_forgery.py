@@ -164,7 +164,7 @@ def test_a_forged_report_is_fail(verifier, tasks, name):
 @pytest.mark.parametrize("name", sorted(CAUGHT_BY))
 def test_the_sentinels_alone_catch_every_forgery(verifier, tasks, name, monkeypatch):
     """With the refusal switched off, every forgery runs, and the sentinels still catch it."""
-    monkeypatch.setattr(swe_verifier, "refusal", lambda *args: None)
+    monkeypatch.setattr(swe_verifier, "patch_refusal", lambda *args: None)
     for task in tasks:
         score = verifier.score_patch(task, forgeries(task)[name])
         assert score.outcome == "fail" and score.details.get("tampered") is True, (task.instance_id, score.details)

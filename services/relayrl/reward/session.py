@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import subprocess
 import time
 from pathlib import Path
 
@@ -67,7 +68,7 @@ class SandboxSession:
         try:
             job = sandbox.start([python, "-I", "/sandbox/shell.py", "{verdict_fd}", "/sandbox/repo.tar"], files=files,
                                 as_pid_1=True)
-        except OSError as exc:
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:  # RuntimeError: no uid free (UidsExhausted)
             raise SessionError(f"the sandbox did not start: {exc}", infra=True) from exc
         if job.failed is not None:
             job.close()
@@ -75,7 +76,7 @@ class SandboxSession:
         session = cls(job, 0.0)
         try:
             ready = session._reply(started + timeout_s)
-        except SessionError:
+        except BaseException:  # nothing of the job outlives a start that failed, whatever failed
             session.close()
             raise
         if not ready.get("ready"):

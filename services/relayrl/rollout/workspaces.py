@@ -44,6 +44,7 @@ WAIT = Histogram("relayrl_agent_workspace_wait_seconds", "Time an episode waited
 PREPARE = Histogram("relayrl_agent_workspace_prepare_seconds", "Starting a workspace's sandbox and extracting its "
                     "repository.", buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
 
+
 class WorkspacePool:
     """Prepared sessions per task; thread-safe."""
 

@@ -38,7 +38,8 @@ from relayrl.reward.sandbox import Sandbox
 from relayrl.reward.sandbox_job import SandboxResult
 from relayrl.reward.swe.grading import grade, parse_junit
 from relayrl.reward.swe.patch import extract_patch, touched_paths
-from relayrl.reward.swe.tamper import Sentinels, plant_sentinels, refusal, tampering
+from relayrl.reward.swe.tamper import Sentinels, plant_sentinels, tampering
+from relayrl.reward.swe.tamper import refusal as patch_refusal
 from relayrl.reward.swe.task import SweTask, load_task, task_path
 from relayrl.reward.swe.workspace import SnapshotCache
 from relayrl.reward.verdict import read_verdict, responses_fault
@@ -104,7 +105,7 @@ class SweVerifier(SandboxedVerifier):
             return self._fail(task, "the patch is empty")
         if len(patch) > self.swe.max_patch_chars:
             return self._fail(task, f"the patch is longer than {self.swe.max_patch_chars} characters")
-        if (refused := refusal(patch, task.repo, task.test_files)) is not None:
+        if (refused := patch_refusal(patch, task.repo, task.test_files)) is not None:
             return self._fail(task, refused, refused=True)
         files = sorted({node.split("::", 1)[0] for node in task.test_ids})
         sentinels = plant_sentinels(task.test_ids)
