@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -66,9 +67,8 @@ def evaluate(model: Path, config: Path, n: int, k: int, engine: str) -> dict:
     """Held-out pass@1 / format of `model` on the config's task (in this process)."""
     from relayrl.config import RewardConfig, RunConfig, VllmEngineConfig
     from relayrl.evaluation.datasets import load
-    from relayrl.evaluation.runner import run_dataset
+    from relayrl.evaluation.runner import renderer, run_dataset
     from relayrl.reward.verifiers.math import MathVerifier
-    from relayrl.tasks import render
 
     cfg = RunConfig.load(config)
     if engine == "vllm":
@@ -83,7 +83,7 @@ def evaluate(model: Path, config: Path, n: int, k: int, engine: str) -> dict:
     try:
         dataset = load("task", n, 0, verifier, task=cfg.task)
         return run_dataset(eng, dataset, k, cfg.rollout.sampling.max_new_tokens, 0.6, 0.95, 0, 64,
-                           lambda text: render(text, cfg.task, eng.tokenizer))
+                           renderer("task", eng.tokenizer, cfg.task.chat, cfg.task))
     finally:
         verifier.close()
 
@@ -132,6 +132,7 @@ def run(args) -> dict:
     cfg = RunConfig.parse(make_config(args.dry_run, args.model, steps, free_port()))  # ConfigError when invalid
     cfg.dump(config)
     run_dir = out / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a new run each time (its config has a new nccl port)
     model = args.model
     if args.dry_run:  # the launcher builds the tiny model into run/init-model; build it first to evaluate it
         from relayrl.model.tiny import init_tiny

@@ -136,6 +136,9 @@ def check_before_start(cfg: RunConfig) -> None:
     if cfg.queue.type != "redis":
         raise StartupError("queue.type: `relayrl train` runs every service as its own process, so the queue "
                            "must be type: redis")
+    if cfg.learner.weights.nccl.port == 0:  # the actors would not know which port the learner took
+        raise StartupError("learner.weights.nccl.port: 0 (any free port) is for `relayrl serve learner`; "
+                           "`relayrl train` points its actors at the port: set a fixed one")
     preflight.model_dir(cfg.model.path, "model.path")
     preflight.task_source(cfg.task, cfg.reward.code)
     preflight.redis_answers(cfg.queue.url, "queue.url")
@@ -272,7 +275,7 @@ def run_local(cfg: RunConfig, out: Path, steps: int | None = None, progress: boo
         wait_serving(procs, reward, reward_addr)
         wait_serving(procs, learner, learner_addr)
         nccl = cfg.learner.weights.nccl.port  # the actors pull over the broadcast fast path when it is on
-        weights_addr = f"nccl://127.0.0.1:{nccl}" if nccl else learner_addr
+        weights_addr = f"nccl://127.0.0.1:{nccl}" if nccl is not None else learner_addr
         for i in range(cfg.rollout.num_actors):
             procs.start(f"actor-{i}", [*py, "actor", *args(f"actor-{i}"), "--model", str(model_dir),
                                        "--actor-id", f"actor-{i}", "--learner", weights_addr, "--reward", reward_addr])

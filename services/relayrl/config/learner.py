@@ -66,7 +66,7 @@ class NcclConfig(Section):
     """The GPU fast path of weight versions: the learner broadcasts each version to an actor that asks over a process group of two (NCCL on GPUs, gloo on CPUs), beside the gRPC service."""
 
     port: int | None = Field(None, ge=0, le=65535)
-    """TCP port of the learner's weight-broadcast control server (actors use `--learner nccl://host:port`; 0: any free port); null: off."""
+    """TCP port of the learner's weight-broadcast control server (actors use `--learner nccl://host:port`; 0: any free port, for `relayrl serve learner` only); null: off."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     """Process-group backend of the transfers: auto is nccl where CUDA is present, else gloo."""
     timeout_s: float = Field(120.0, gt=0)

@@ -51,7 +51,7 @@ class LiveEvaluator:
         self.cfg, self.queue, self.weights, self.engine, self.name = cfg, queue, weights, engine, name
         self.keys = StreamKeys(cfg.run)
         self.final = steps or cfg.learner.steps
-        self.suite = Suite(cfg.eval.datasets, cfg.eval.n, cfg.eval.seed, task=cfg.task)
+        self.suite = Suite(cfg.eval.datasets, cfg.eval.n, cfg.eval.seed, task=cfg.task, reward=cfg.reward)
         self.evaluated: int | None = None
         """The version evaluated last (None: none yet)."""
         self.stop = threading.Event()

@@ -75,19 +75,23 @@ class Suite:
     """The datasets of `specs` with the verifiers that judge them (`close` releases the verifiers'
     worker processes and sandbox); shared by `evaluate` and the evaluator that follows a run."""
 
-    def __init__(self, specs: list[str], n: int, seed: int, template: str | None = None, task=None) -> None:
+    def __init__(self, specs: list[str], n: int, seed: int, template: str | None = None, task=None,
+                 reward=None) -> None:
+        """`reward`: the run's `RewardConfig` (its sandbox and verifier settings; default ones
+        without a run)."""
         from relayrl.config import RewardConfig
         from relayrl.reward.verifiers.math import MathVerifier
 
         if not specs:
             raise ValueError("no dataset to evaluate")
-        self.verifier = MathVerifier(RewardConfig())
+        reward = reward or RewardConfig()
+        self.verifier = MathVerifier(reward)
         self.code_verifier = None
         try:
             if "humaneval" in specs or "task" in specs:  # a task's held-out rows may be code
                 from relayrl.reward.verifiers.code import CodeVerifier
 
-                self.code_verifier = CodeVerifier(RewardConfig())
+                self.code_verifier = CodeVerifier(reward)
             self.datasets = [load(spec, n, seed, self.verifier, template, self.code_verifier, task) for spec in specs]
         except BaseException:
             self.close()

@@ -113,8 +113,8 @@ class Actor:
         weight_metrics.WEIGHT_BYTES.labels("actor").inc(size)
         weight_metrics.POLICY_VERSION.labels("actor").set(version)
         metrics.VERSION_LAG.set(max(0, announced - version))
-        log.info("%s loaded version %d (learner epoch %s) in %.4f s (%d bytes: fetched and loaded)", self.actor_id,
-                 version, epoch or "-", seconds, size)
+        log.info("%s loaded version %d in %.4f s (%d bytes: fetched and loaded; learner epoch %s)", self.actor_id,
+                 version, seconds, size, epoch or "-")
         return True
 
     def step(self) -> int:
