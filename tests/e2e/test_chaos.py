@@ -1,7 +1,7 @@
 """The chaos test, short: services killed with SIGKILL at random moments, none of the work lost.
 
 Runs benchmarks/chaos.py (the long version is the same script with more steps): actors, the
-reward service, the learner (restarted with --resume) and Redis (restarted from its AOF) are
+reward service, the learner (restarted with the same command: restart is resume) and Redis (restarted from its AOF) are
 killed and restarted while the quickstart trains; the ledger must account for every prompt.
 """
 

@@ -30,7 +30,7 @@ class CodeConfig(Section):
     max_program_chars: int = Field(100_000, gt=0)
     """Longer programs fail without running."""
     max_cases: int = Field(1000, gt=0)
-    """Test specs with more cases are rejected as an infrastructure (data) error."""
+    """Test specs with more cases are a data error: refused when their group or Score request arrives."""
     max_timeout_s: float = Field(30.0, gt=0)
     """Upper bound on a spec's per-case `timeout_s`."""
     max_job_s: float = Field(120.0, gt=0)
@@ -139,7 +139,7 @@ class RewardConfig(Section):
     max_group_attempts: int = Field(3, ge=1)
     """Leases of one prompt whose groups end in infrastructure errors (fewer than two samples scored, so the learner could not train them) before the prompt is dead-lettered; until then each such group is not written and its prompt is generated again."""
     max_reference_chars: int = Field(100_000, gt=0)
-    """Longer gold answers are an infrastructure (data) error instead of a parse that may never end."""
+    """Longer gold answers are a data error, refused when their group or Score request arrives (instead of a parse that may never end)."""
     sandbox: SandboxConfig = SandboxConfig()
     """Isolation of untrusted code."""
     code: CodeConfig = CodeConfig()

@@ -47,7 +47,7 @@ class SandboxConfig(SandboxLimits):
     uid_base: int = Field(1_800_000, ge=1000, le=4_000_000_000)
     """When the service is root, each job runs as a host uid of [uid_base, uid_base + uid_count), leased host-wide for the job's life (uids no one else uses)."""
     uid_count: int = Field(4096, ge=1, le=1_000_000)
-    """How many uids from uid_base the sandbox's jobs may lease: the most jobs running at once on one host."""
+    """How many uids from uid_base the sandbox's jobs may lease: the most jobs running at once on one host (agent workspaces, warm spares included, and the code lane's prespawned sandboxes each hold one)."""
 
     def with_limits(self, limits: SandboxLimits) -> SandboxConfig:
         """This sandbox with another job's limits (the SWE verifier's)."""
