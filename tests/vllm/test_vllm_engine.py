@@ -115,3 +115,23 @@ def test_an_update_mid_generation_pauses_loads_and_resumes(engine, tiny_model_di
     if len(c.token_ids) > 3:  # the rest is the new policy's greedy continuation of prompt + prefix
         cont = engine._run([c.prompt_token_ids + c.token_ids[:3]], [engine._params(sampling, 1, 6, None)])[0][0]
         assert c.token_ids[3:] == list(cont.token_ids)
+
+
+def test_generate_from_ids_continues_token_sequences_as_transformers_does(engine, tiny_model_dir):
+    """An agent episode's turns: token-id sequences (a prompt, a model turn, an observation)
+    continued to their own budgets, never re-tokenised; greedy tokens and logprobs equal the
+    transformers engine's on the same weights, every token stamped with the engine's version."""
+    weights = perturbed(tiny_model_dir, 5)
+    engine.load_weights(weights, version=21)
+    reference = TransformersEngine(str(tiny_model_dir))
+    reference.load_weights(weights, version=21)
+    seqs = [engine.encode("12?") + [engine.eos_id] + engine.encode_continuation("34"), engine.encode("9?")]
+    greedy = SamplingConfig(group_size=2, max_new_tokens=8, top_k=1)  # group_size plays no part here
+    outs = engine.generate_from_ids(seqs, greedy, [6, 2], seed=0)
+    expected = reference.generate_from_ids(seqs, greedy, [6, 2], seed=0)
+    assert [c.prompt_token_ids for c in outs] == seqs
+    assert len(outs[0].token_ids) <= 6 and len(outs[1].token_ids) <= 2
+    for c, e in zip(outs, expected):
+        assert len(c.token_ids) == len(c.logprobs) == len(c.versions) and set(c.versions) <= {21}
+        assert c.token_ids == e.token_ids and c.finish_reason == e.finish_reason
+        assert c.logprobs == pytest.approx(e.logprobs, abs=1e-3)
