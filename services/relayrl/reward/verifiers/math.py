@@ -33,33 +33,8 @@ from relayrl.reward.verifiers.answer import (
     strip_trailing_special,
 )
 from relayrl.reward.verifiers.base import Score, Verifier
-from relayrl.reward.verifiers.math_exact import exact_equal, exact_mismatch, fast_compare
+from relayrl.reward.verifiers.math_exact import fast_compare
 from relayrl.reward.verifiers.math_guard import shape, too_complex
-
-
-def gold_of(gold: str):
-    """The gold answer parsed by math-verify (in a worker, its own timeouts off), or None when
-    it does not parse: a data error, not the model's."""
-    from math_verify import parse
-
-    parsed = parse(gold if ("\\boxed" in gold or "$" in gold) else f"\\boxed{{{gold}}}", parsing_timeout=None)
-    return parsed or None
-
-
-def verify_answer(gold_parsed, prediction: str) -> tuple[bool, dict]:
-    """Parse the model's answer and compare it with the parsed gold (in a worker)."""
-    from math_verify import parse, verify
-
-    pred_parsed = parse(prediction, parsing_timeout=None)
-    info = {"parsed": str(pred_parsed[0])[:200] if pred_parsed else None, "gold_parsed": str(gold_parsed[0])[:200]}
-    if not pred_parsed:
-        return False, info
-    if (exact := exact_equal(gold_parsed[0], pred_parsed[0])) is not None:  # two exact numbers: no simplify
-        return exact, info
-    ok = verify(gold_parsed, pred_parsed, timeout_seconds=None)
-    if ok and exact_mismatch(gold_parsed[0], pred_parsed[0]):
-        ok, info["reason"] = False, "exact values differ (math-verify's numeric tolerance called them equal)"
-    return ok, info
 
 
 @lru_cache(maxsize=4096)

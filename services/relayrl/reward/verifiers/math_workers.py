@@ -35,6 +35,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from relayrl.reward.verifiers.math_exact import exact_equal, exact_mismatch
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -57,12 +59,36 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def gold_of(gold: str):
+    """The gold answer parsed by math-verify (in a worker, its own timeouts off), or None when
+    it does not parse: a data error, not the model's."""
+    from math_verify import parse
+
+    parsed = parse(gold if ("\\boxed" in gold or "$" in gold) else f"\\boxed{{{gold}}}", parsing_timeout=None)
+    return parsed or None
+
+
+def verify_answer(gold_parsed, prediction: str) -> tuple[bool, dict]:
+    """Parse the model's answer and compare it with the parsed gold (in a worker)."""
+    from math_verify import parse, verify
+
+    pred_parsed = parse(prediction, parsing_timeout=None)
+    info = {"parsed": str(pred_parsed[0])[:200] if pred_parsed else None, "gold_parsed": str(gold_parsed[0])[:200]}
+    if not pred_parsed:
+        return False, info
+    if (exact := exact_equal(gold_parsed[0], pred_parsed[0])) is not None:  # two exact numbers: no simplify
+        return exact, info
+    ok = verify(gold_parsed, pred_parsed, timeout_seconds=None)
+    if ok and exact_mismatch(gold_parsed[0], pred_parsed[0]):
+        ok, info["reason"] = False, "exact values differ (math-verify's numeric tolerance called them equal)"
+    return ok, info
+
+
 def _worker(conn, cpu_s: float, memory_mb: int, service_pid: int) -> None:
     import logging
     import resource
 
     from relayrl.lifetime import die_with
-    from relayrl.reward.verifiers.math import gold_of, verify_answer
 
     die_with(service_pid)  # a killed service takes its workers (and so the forkserver) with it
     logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -128,7 +154,7 @@ class MathWorkers:
     def __init__(self, count: int, timeout_s: float, cpu_s: float, memory_mb: int) -> None:
         self.timeout_s, self.cpu_s, self.memory_mb = timeout_s, cpu_s, memory_mb
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["math_verify", "relayrl.reward.verifiers.math"])
+        self._ctx.set_forkserver_preload(["math_verify", "relayrl.reward.verifiers.math_workers"])
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         self._all: set[_Worker] = set()
         self._closed = False
