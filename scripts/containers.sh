@@ -4,7 +4,7 @@
 # (no registry is reachable), then the CPU image from deploy/Dockerfile.cpu.
 #
 #   bash scripts/containers.sh            # idempotent: what exists (images, the rootfs tarball) is kept
-#   bash scripts/containers.sh --rebuild  # rebuild relayrl:0.1.0 (after a change to services/ or the Dockerfile)
+#   bash scripts/containers.sh --rebuild  # rebuild relayrl:0.1.0 now (it is rebuilt anyway when its sources changed)
 #   bash scripts/containers.sh --clean    # remove every container, image and volume of this set-up
 #
 # Everything lives under $RELAYRL_CONTAINERS (default /var/tmp/relayrl-containers): containers.conf
@@ -100,6 +100,16 @@ if ! podman image exists docker.io/library/redis:7.2.5-alpine; then
     -t docker.io/library/redis:7.2.5-alpine "$CONTEXT" >/dev/null
 fi
 
+# The image is rebuilt whenever what it is built from changed (a label holds the hash of the
+# Dockerfile and the build context: pyproject.toml, README.md, services/), so a machine that built
+# it for an older tree never tests that tree's code.
+SOURCE_HASH=$(cd "$ROOT" && find deploy/Dockerfile.cpu pyproject.toml README.md services -type f \
+  -not -path '*/__pycache__/*' -not -path '*.egg-info/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+if podman image exists "$IMAGE" && \
+   [ "$(podman image inspect --format '{{index .Labels "relayrl.source"}}' "$IMAGE")" != "$SOURCE_HASH" ]; then
+  echo "== $IMAGE was built from another tree: rebuilding it"
+  podman rmi -f "$IMAGE" >/dev/null
+fi
 if ! podman image exists "$IMAGE"; then
   echo "== building $IMAGE from deploy/Dockerfile.cpu"
   PORT=$(.venv/bin/python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
@@ -107,7 +117,7 @@ if ! podman image exists "$IMAGE"; then
   SERVER=$!
   # the wheel PyTorch's CPU index serves (torch 2.13.0+cpu, which pip ranks above the CUDA build
   # of 2.13.0 on PyPI), from this machine's disk; its dependencies from PyPI
-  podman build --pull=never --network host -f deploy/Dockerfile.cpu -t "$IMAGE" \
+  podman build --pull=never --network host -f deploy/Dockerfile.cpu -t "$IMAGE" --label "relayrl.source=$SOURCE_HASH" \
     --build-arg "TORCH_PIP_ARGS=--find-links http://127.0.0.1:$PORT/" "$ROOT" >"$DIR/build.log" 2>&1 \
     || { tail -40 "$DIR/build.log"; exit 1; }
   kill "$SERVER"; SERVER=
