@@ -188,14 +188,21 @@ class Sandbox:
             args.append("--as-pid-1")
         return args + ["--"]
 
-    def _prlimit(self) -> list[str]:
+    def _prlimit(self, nproc: bool) -> list[str]:
         """`prlimit` (util-linux) lowers the limits of the job's first process, then executes it:
         race-free (nothing untrusted has run yet) and needs no privilege (this host's root may lack
-        CAP_SYS_RESOURCE, which setting another process's limits needs)."""
+        CAP_SYS_RESOURCE, which setting another process's limits needs).
+
+        RLIMIT_NPROC counts a uid's processes per user namespace, and a namespace's creator's limit
+        at its creation also caps the uid's count in the parent namespace. So in bwrap mode it is
+        set by a second prlimit *inside* the job's namespace (`nproc=False` here): there it counts
+        the job's processes alone. Set on bwrap it would count every process of the service's uid
+        on the host, the service's own threads and other pods running as the same uid included,
+        and a busy host would keep honest jobs from forking (measured in the chart's reward pod)."""
         c = self.cfg
         return ["/usr/bin/prlimit", f"--cpu={c.cpu_s}", f"--as={c.address_space_mb << 20}",
-                f"--fsize={c.file_size_mb << 20}", f"--nofile={c.open_files}", f"--nproc={c.max_processes}",
-                "--core=0", "--"]
+                f"--fsize={c.file_size_mb << 20}", f"--nofile={c.open_files}",
+                *([f"--nproc={c.max_processes}"] if nproc else []), "--core=0", "--"]
 
     def run(self, argv: list[str], stdin: bytes = b"", files: dict[str, bytes] | None = None,
             timeout_s: float = 10.0, as_pid_1: bool = False) -> SandboxResult:
@@ -236,7 +243,10 @@ class Sandbox:
             if self.mode == "bwrap":
                 seccomp_fd = seccomp_filter.memfd()
                 opened.append(seccomp_fd)
-                cmd = self._bwrap_args(info_w, block_r, seccomp_fd, file_fds, as_pid_1) + argv
+                # the process limit is set inside the job's user namespace (its own count there):
+                # set on bwrap, it would also cap the host uid's count in every namespace bwrap makes
+                nproc = ["/usr/bin/prlimit", f"--nproc={self.cfg.max_processes}", "--"]
+                cmd = self._bwrap_args(info_w, block_r, seccomp_fd, file_fds, as_pid_1) + nproc + argv
                 pass_fds = (verdict_w, info_w, block_r, seccomp_fd, *file_fds.values())
                 cwd = None
             else:  # weak: no namespaces; the files go to a private read-only directory
@@ -253,7 +263,7 @@ class Sandbox:
                     os.chown(run_dir, uid, uid)
                 cmd, pass_fds, cwd = argv, (verdict_w,), str(run_dir)
             env = dict(ENV, TMPDIR=cwd or "/tmp", HOME=cwd or "/tmp") if self.mode == "weak" else {}
-            cmd = self._prlimit() + [a.replace("{verdict_fd}", str(verdict_w)) for a in cmd]
+            cmd = self._prlimit(nproc=self.mode != "bwrap") + [a.replace("{verdict_fd}", str(verdict_w)) for a in cmd]
             if uid is not None:
                 # setpriv drops to the job's uid. Not Popen(user=): that forces fork() instead of
                 # vfork(), and a fork in a threaded gRPC process runs gRPC's atfork handlers, which
