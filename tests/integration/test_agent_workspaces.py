@@ -18,7 +18,8 @@ import pytest
 from relayrl.config import RewardConfig
 from relayrl.reward.sandbox import Sandbox
 from relayrl.reward.swe.task import load_task
-from relayrl.rollout.workspaces import WAIT, WorkspacePool
+from relayrl.rollout.metrics import WORKSPACE_WAIT
+from relayrl.rollout.workspaces import WorkspacePool
 from tests.integration.agent_helpers import sandbox_processes, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def make_pool(warm: int) -> WorkspacePool:
 
 
 def waits(warm: str) -> float:
-    return WAIT.labels(warm)._sum.get()
+    return WORKSPACE_WAIT.labels(warm)._sum.get()
 
 
 def test_the_warm_pool_hands_out_prepared_workspaces_and_refills():

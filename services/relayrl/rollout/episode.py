@@ -36,12 +36,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from relayrl.config import RunConfig
 from relayrl.reward.errors import TaskError
 from relayrl.reward.session import SandboxSession, SessionError
 from relayrl.reward.swe.task import SweTask, load_task, task_path
+from relayrl.rollout import metrics
 from relayrl.rollout.engine import Completion, Engine
 from relayrl.rollout.tools import Observation, ObservationFormat, act
 from relayrl.rollout.workspaces import WorkspacePool
@@ -50,12 +49,6 @@ from relayrl.wire import common_pb2
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = Gauge("relayrl_agent_episodes_in_flight", "Agent episodes running in this actor.")
-EPISODES = Counter("relayrl_agent_episodes_total", "Agent episodes finished, by how they ended (submit, max_turns, "
-                   "max_tokens, context, wall_clock, tool_budget, sandbox, infra_error).", ["end"])
-TURNS = Histogram("relayrl_agent_turns", "Model turns per agent episode.", buckets=(1, 2, 3, 5, 8, 12, 20, 30, 50, 100))
-SECONDS = Histogram("relayrl_agent_episode_seconds", "Wall time of one agent episode (workspace, turns, final diff).",
-                    buckets=(.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
 DIFF_TIMEOUT_S = 60.0
 
 
@@ -187,7 +180,7 @@ class EpisodeRunner:
     # -- one attempt of a batch of episodes -------------------------------------------------------
     def _play(self, episodes: list[Episode], between, update_every: int) -> None:
         self.stats.add(in_flight=len(episodes))
-        IN_FLIGHT.inc(len(episodes))
+        metrics.AGENT_IN_FLIGHT.inc(len(episodes))
         try:
             list(self.threads.map(self._acquire, episodes))
             live = [e for e in episodes if e.infra is None]
@@ -200,10 +193,10 @@ class EpisodeRunner:
                     self.pool.release(e.session)
                     e.session = None
                 end, wall = e.end if e.infra is None else "infra_error", time.monotonic() - e.started
-                EPISODES.labels(end).inc()
-                SECONDS.observe(wall)
-                TURNS.observe(e.turns)
-            IN_FLIGHT.dec(len(episodes))
+                metrics.AGENT_EPISODES.labels(end).inc()
+                metrics.AGENT_SECONDS.observe(wall)
+                metrics.AGENT_TURNS.observe(e.turns)
+            metrics.AGENT_IN_FLIGHT.dec(len(episodes))
             self.stats.add(in_flight=-len(episodes), episodes=len(episodes), turns=sum(e.turns for e in episodes),
                            wall_s=sum(time.monotonic() - e.started for e in episodes))
 

@@ -16,15 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import Counter
-
 from relayrl.config.agent import AgentConfig
 from relayrl.reward.session import SandboxSession
+from relayrl.rollout.metrics import TOOL_CALLS
 from relayrl.tasks.agent import CallError, parse_call
-
-TOOL_CALLS = Counter("relayrl_agent_tool_calls_total", "Tool calls of agent episodes, by tool and outcome (ok; "
-                     "error: the call failed, e.g. no such file; timeout: the command was killed at its deadline; "
-                     "malformed: no well-formed call, tool 'none'; broken: the sandbox broke).", ["tool", "outcome"])
 
 
 @dataclass

@@ -30,19 +30,14 @@ import time
 from collections import OrderedDict, deque
 from concurrent.futures import Future
 
-from prometheus_client import Histogram
-
 from relayrl.reward.sandbox import Sandbox
 from relayrl.reward.session import SandboxSession, SessionError
 from relayrl.reward.swe.task import SweTask
 from relayrl.reward.swe.workspace import SnapshotCache
+from relayrl.rollout.metrics import WORKSPACE_PREPARE, WORKSPACE_WAIT
 
 log = logging.getLogger(__name__)
 
-WAIT = Histogram("relayrl_agent_workspace_wait_seconds", "Time an episode waited for its workspace (warm: one was "
-                 "ready in the pool).", ["warm"], buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
-PREPARE = Histogram("relayrl_agent_workspace_prepare_seconds", "Starting a workspace's sandbox and extracting its "
-                    "repository.", buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
 
 
 class WorkspacePool:
@@ -81,7 +76,7 @@ class WorkspacePool:
             future: Future = Future()
             self._jobs.put((0, next(self._order), task, future))
             session = future.result()
-        WAIT.labels(str(warm).lower()).observe(time.monotonic() - started)
+        WORKSPACE_WAIT.labels(str(warm).lower()).observe(time.monotonic() - started)
         self._refill(task)
         return session
 
@@ -135,7 +130,7 @@ class WorkspacePool:
     def _start(self, task: SweTask) -> SandboxSession:
         session = SandboxSession.start(self.sandbox, self.python, self.snapshots.get(task.repo),
                                        timeout_s=self.prepare_timeout_s)
-        PREPARE.observe(session.prepare_s)
+        WORKSPACE_PREPARE.observe(session.prepare_s)
         return session
 
     def _spawner(self) -> None:
