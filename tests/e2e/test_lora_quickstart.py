@@ -27,9 +27,15 @@ def test_quickstart_with_lora_learns_and_ships_only_adapters(tmp_path):
     full = (out / "init-model" / "model.safetensors").stat().st_size
     sizes = [int(n) for actor in ("actor-0", "actor-1")
              for n in re.findall(r"loaded version \d+ in [0-9.]+ s \((\d+) bytes", (out / "logs" / f"{actor}.log").read_text())]
-    assert sizes and max(sizes) <= 0.05 * full  # only the adapters travel
     final = out / "checkpoints" / "step-000300"
     assert (final / "adapter" / "adapter_model.safetensors").exists()
+    from safetensors.torch import load_file
+
+    # only the adapters travel, in the config's fp32 wire dtype: rank-8 adapters on every linear
+    # layer of this 2-layer, hidden-128 model are 8.9% of it (the 5% bound holds at rank 4,
+    # tests/integration/test_lora.py, and for any model much wider than its rank)
+    adapter = sum(t.numel() * 4 for t in load_file(final / "adapter" / "adapter_model.safetensors").values())
+    assert sizes and set(sizes) == {adapter} and adapter < 0.1 * full, (set(sizes), adapter, full)
     from transformers import AutoModelForCausalLM
 
     merged = AutoModelForCausalLM.from_pretrained(final)
