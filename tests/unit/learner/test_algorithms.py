@@ -114,15 +114,19 @@ def test_mask_mode_drops_tokens_above_the_cap_as_areal_does():
     assert logp.grad.flatten().tolist() == pytest.approx([0.0, 0.0], abs=TOL)  # row 0 clipped, row 1 masked
 
 
-def test_k3_is_clamped_as_verl_does_and_stays_finite():
-    logp = torch.tensor([[-60.0, -1.0, 0.0]], requires_grad=True)  # a token whose probability collapsed
-    ref = torch.tensor([[-1.0, -60.0, 0.0]])
+def test_k3_stays_finite_and_pulls_back_a_token_the_policy_made_unlikely():
+    logp = torch.tensor([[-60.0, -1.0, 0.0, -4.0]], requires_grad=True)  # a token whose probability collapsed
+    ref = torch.tensor([[-1.0, -60.0, 0.0, -1.0]])
     k3 = kl_penalty(logp, ref, "k3")
-    # ref - logp = 59 -> clamped to 20 -> exp(20) - 21 -> clamped to 10; -59 -> -20 -> exp(-20) + 19 -> 10
-    assert k3.tolist()[0] == pytest.approx([10.0, 10.0, 0.0], abs=TOL)
+    # ref - logp = 59 -> clamped to 20 -> exp(20) - 21; -59 -> -20 -> exp(-20) + 19; 3 -> exp(3) - 4
+    expected = [math.exp(20) - 21, math.exp(-20) + 19, 0.0, math.exp(3) - 4]
+    assert k3.tolist()[0] == pytest.approx(expected, rel=1e-5)
     assert torch.isfinite(kl_penalty(torch.tensor([-200.0]), torch.tensor([0.0]), "k3")).all()
     k3.sum().backward()
     assert torch.isfinite(logp.grad).all()
+    # 20x less likely than the reference: the gradient pushes it back up (d/dlogp = 1 - exp(ref - logp));
+    # a clamp of the value at 10 (verl's) made it 0 here, and DAPO collapsed on the quickstart
+    assert float(logp.grad[0, 3]) == pytest.approx(1 - math.exp(3), rel=1e-5)
 
 
 def test_clip_fraction_counts_only_tokens_where_the_clip_is_active():
