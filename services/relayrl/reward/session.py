@@ -32,6 +32,7 @@ from pathlib import Path
 
 from relayrl.reward.sandbox import Sandbox
 from relayrl.reward.sandbox_job import StartedJob
+from relayrl.reward.uids import UidsExhausted
 
 SHELL = Path(__file__).parent / "inside" / "shell.py"
 REPLY_GRACE_S = 5.0
@@ -68,7 +69,7 @@ class SandboxSession:
         try:
             job = sandbox.start([python, "-I", "/sandbox/shell.py", "{verdict_fd}", "/sandbox/repo.tar"], files=files,
                                 as_pid_1=True)
-        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:  # RuntimeError: no uid free (UidsExhausted)
+        except (OSError, UidsExhausted, subprocess.SubprocessError) as exc:
             raise SessionError(f"the sandbox did not start: {exc}", infra=True) from exc
         if job.failed is not None:
             job.close()

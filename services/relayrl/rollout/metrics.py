@@ -5,7 +5,11 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from relayrl.config.agent import ToolName
 
 VERSION_LAG = Gauge("relayrl_version_lag", "Learner version minus the version this actor serves")
 ROLLOUT_TOKENS = Counter("relayrl_rollout_tokens_total", "Completion tokens generated")
@@ -37,7 +41,7 @@ WORKSPACE_PREPARE = Histogram("relayrl_agent_workspace_prepare_seconds", "Starti
                               "extracting its repository.", buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
 for _end in ("submit", "max_turns", "max_tokens", "context", "wall_clock", "tool_budget", "sandbox", "infra_error"):
     AGENT_EPISODES.labels(_end)
-for _tool in ("bash", "view", "create", "str_replace", "submit", "none"):
+for _tool in (*get_args(ToolName), "none"):  # "none": a call too malformed to name a tool
     for _outcome in ("ok", "error", "timeout", "malformed", "broken"):
         TOOL_CALLS.labels(_tool, _outcome)
 for _warm in ("true", "false"):
