@@ -3,9 +3,11 @@ no prompt generated twice although every group waits for its rewards longer than
 
 The whole pipeline as a user runs it: `scripts/swe_cold_start.py` cold-starts the tiny model on the
 config (it learns to write a diff that applies to any task), then `relayrl train`'s launcher runs
-the reward service (SWE verifier, slow lane with one worker loop running one job at a time, so a
-group's four test runs take several seconds), the learner and an actor, on the test's Redis. The
-lease is 1 s: shorter than any group's wait. Afterwards, from Redis and the learner's checkpoint:
+the reward service (SWE verifier, slow lane with one worker loop running one job at a time), the
+learner and an actor, on the test's Redis. Groups of 8 samples: a group waits for 8 test runs one
+after another, ~6 s here and 1.9 s or more on a machine where one sandboxed test run takes 0.24 s
+(CI's: a 4-sample group there waited 0.98 s, not longer than a 1 s lease). The lease is 0.5 s:
+shorter than any group's wait, renewed every 0.17 s. Afterwards, from Redis and the learner's checkpoint:
 the ledger, the slow lane's jobs and results (each result says whether pytest ran), and the
 actors' regeneration counter.
 """
@@ -27,7 +29,7 @@ from relayrl.replay.keys import StreamKeys
 from relayrl.wire import common_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN, LEASE_S, STEPS, BATCH, GROUP = "swe-mini-ci", 1.0, 4, 2, 4
+RUN, LEASE_S, STEPS, BATCH, GROUP = "swe-mini-ci", 0.5, 4, 2, 8
 
 
 def ms(entry_id: bytes) -> int:
@@ -43,6 +45,8 @@ def test_swe_mini_trains_with_real_test_runs_and_no_regeneration(redis_url, tmp_
                     str(cfg.model.path)], check=True, capture_output=True, timeout=900)
     cfg = RunConfig.model_validate({
         **cfg.model_dump(mode="json"), "run": RUN, "queue": {"type": "redis", "url": redis_url, "lease_idle_s": LEASE_S},
+        "rollout": {**cfg.rollout.model_dump(mode="json"),
+                    "sampling": {**cfg.rollout.sampling.model_dump(mode="json"), "group_size": GROUP}},
         "learner": {**cfg.learner.model_dump(mode="json"), "steps": STEPS, "batch_groups": BATCH,
                     "checkpoint": {"every": 1}},
         "reward": {**cfg.reward.model_dump(mode="json"),
