@@ -5,7 +5,7 @@ The whole pipeline as a user runs it: `scripts/swe_cold_start.py` cold-starts th
 config (it learns to write a diff that applies to any task), then `relayrl train`'s launcher runs
 the reward service (SWE verifier, slow lane with one worker loop running one job at a time), the
 learner and an actor, on the test's Redis. Groups of 8 samples: a group waits for 8 test runs one
-after another, ~6 s here and 1.9 s or more on a machine where one sandboxed test run takes 0.24 s
+after another, 2.0-7.8 s here and 1.9 s or more on a machine where one sandboxed test run takes 0.24 s
 (CI's: a 4-sample group there waited 0.98 s, not longer than a 1 s lease). The lease is 0.5 s:
 shorter than any group's wait, renewed every 0.17 s. Afterwards, from Redis and the learner's checkpoint:
 the ledger, the slow lane's jobs and results (each result says whether pytest ran), and the
