@@ -11,12 +11,13 @@ last, when every process of the job is dead, its uid lease.
 from __future__ import annotations
 
 import os
-import selectors
 import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+
+from relayrl.reward.inside.pump import pump
 
 
 @dataclass
@@ -91,48 +92,7 @@ def communicate(proc: subprocess.Popen, child: int, cgroup, stdin: bytes, verdic
     """Feed `stdin`; read stdout, stderr and the verdict pipe concurrently, each up to `cap` bytes
     (past it the job is killed); kill the whole job at `timeout_s` after `started`."""
     deadline = started + timeout_s
-    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray(), verdict_r: bytearray()}
-    sel = selectors.DefaultSelector()
-    for fd in bufs:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    pending = memoryview(stdin)
-    stdin_fd = proc.stdin.fileno()
-    if pending:
-        os.set_blocking(proc.stdin.fileno(), False)
-        sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
-    else:
-        proc.stdin.close()
-    kill_reason = None
-    open_reads = len(bufs)
-    try:
-        while open_reads and kill_reason is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                kill_reason = "timeout"
-                break
-            for key, _ in sel.select(left):
-                fd = key.fd
-                if fd == stdin_fd:
-                    try:
-                        pending = pending[os.write(fd, pending[:65536]):]
-                    except BrokenPipeError:
-                        pending = pending[:0]
-                    if not pending:
-                        sel.unregister(fd)
-                        proc.stdin.close()
-                    continue
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    sel.unregister(fd)
-                    open_reads -= 1
-                    continue
-                bufs[fd] += chunk
-                if len(bufs[fd]) > cap:
-                    kill_reason = "output"
-                    break
-    finally:
-        sel.close()
+    bufs, kill_reason = pump(proc.stdin, stdin, (proc.stdout.fileno(), proc.stderr.fileno(), verdict_r), deadline, cap)
     if kill_reason is not None:
         kill_tree(child, cgroup)
     try:
@@ -143,8 +103,7 @@ def communicate(proc: subprocess.Popen, child: int, cgroup, stdin: bytes, verdic
         proc.wait()
     if kill_reason is None and cgroup is not None and cgroup.oom_killed():
         kill_reason = "memory"
-    if not proc.stdin.closed:
-        proc.stdin.close()
+    proc.stdin.close()
     out, err, verdict = (bytes(bufs[k][:cap]) for k in (proc.stdout.fileno(), proc.stderr.fileno(), verdict_r))
     proc.stdout.close()
     proc.stderr.close()

@@ -26,12 +26,12 @@ before it (a malformed job, a missing module) is `{"error": "..."}`: the service
 import _signal
 import marshal
 import os
-import select
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zygote
+from pump import pump
 
 PR_SET_DUMPABLE = 4
 _ESCAPES = {i: "\\u%04x" % i for i in range(32)}
@@ -145,40 +145,8 @@ def run_stdio_case(job, case, zyg):
         for fd in (in_w, out_r, err_r):
             os.close(fd)
         return "error", {"reason": "the program's processes stopped its runner: %s" % exc}
-    bufs = {out_r: bytearray(), err_r: bytearray()}
-    pending = memoryview(case.get("stdin", "").encode())
-    poll = select.poll()
-    for fd in bufs:
-        poll.register(fd, select.POLLIN)
-    if pending:
-        os.set_blocking(in_w, False)
-        poll.register(in_w, select.POLLOUT)
-    else:
-        os.close(in_w)
-    status, open_reads = None, 2
-    while open_reads and status is None:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            status = "timeout"
-            break
-        for fd, _ in poll.poll(left * 1000):
-            if fd == in_w:
-                try:
-                    pending = pending[os.write(fd, pending[:65536]):]
-                except BrokenPipeError:
-                    pending = pending[:0]
-                if not pending:
-                    poll.unregister(fd)
-                    os.close(fd)
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                poll.unregister(fd)
-                open_reads -= 1
-                continue
-            bufs[fd] += chunk
-            if len(bufs[fd]) > cap:
-                status = "output"
+    stdin = os.fdopen(in_w, "wb", buffering=0)
+    bufs, status = pump(stdin, case.get("stdin", "").encode(), (out_r, err_r), deadline, cap)
     wait_status = zyg.wait(pid, deadline) if status is None else None
     if wait_status is None:
         status = status or "timeout"
@@ -188,7 +156,8 @@ def run_stdio_case(job, case, zyg):
             except OSError:
                 pass
         wait_status = zyg.wait(pid, time.monotonic() + 2.0)
-    for fd in (out_r, err_r) + ((in_w,) if pending else ()):
+    stdin.close()
+    for fd in (out_r, err_r):
         os.close(fd)
     got = bytes(bufs[out_r][:cap]).decode("utf-8", "replace")
     detail = {"stdout": got[:300], "stderr": bytes(bufs[err_r][:cap]).decode("utf-8", "replace")[-300:]}

@@ -61,7 +61,7 @@ MODE = Gauge("relayrl_sandbox_mode", "1 for the isolation mode untrusted code ru
              "(bwrap, weak, unavailable).", ["mode"])
 
 INSIDE = Path(__file__).parent.parent / "inside"  # relayrl/reward/inside: files copied into the sandbox
-HARNESS_FILES = ("harness.py", "zygote.py", "checker.py", "candidate.py", "wire.py")
+HARNESS_FILES = ("harness.py", "zygote.py", "pump.py", "checker.py", "candidate.py", "wire.py")
 _CASE_KILLS = {"timeout": "timeout", "output": "output", "killed": "signal"}
 
 
