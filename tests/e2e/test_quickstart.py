@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,10 +48,30 @@ def wait_for_steps(out: Path, n: int, proc: subprocess.Popen, timeout_s: float =
     raise TimeoutError(f"fewer than {n} steps after {timeout_s} s")
 
 
-def start_long_run(out: Path) -> subprocess.Popen:
-    """`relayrl train` of the quickstart for far more steps than a test waits for."""
-    return subprocess.Popen([*RELAYRL, "train", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(out),
-                             "--steps", "1000", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def foreground_signals() -> None:
+    """In the launcher, before it execs: SIGINT at its default, as in a terminal's foreground job.
+    A test run started in the background of a script (`cmd &` without job control) inherits SIGINT
+    ignored, and Python then keeps ignoring it: Ctrl-C could not reach such a launcher at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextmanager
+def long_run(out: Path) -> Iterator[subprocess.Popen]:
+    """`relayrl train` of the quickstart for far more steps than a test waits for; a launcher still
+    running when the test ends (it failed) gets SIGTERM, which stops its children, then SIGKILL."""
+    proc = subprocess.Popen([*RELAYRL, "train", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(out),
+                             "--steps", "1000", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=foreground_signals)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def test_quickstart_learns_across_processes(tmp_path):
@@ -78,11 +100,11 @@ def test_quickstart_learns_across_processes(tmp_path):
 
 def test_ctrl_c_stops_every_process(tmp_path):
     out = tmp_path / "interrupted"
-    proc = start_long_run(out)
-    wait_for_steps(out, 3, proc)
-    assert len(run_processes(str(out))) >= 5  # redis, reward, learner, two actors
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
+    with long_run(out) as proc:
+        wait_for_steps(out, 3, proc)
+        assert len(run_processes(str(out))) >= 5  # redis, reward, learner, two actors
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
     assert proc.returncode == 130
     time.sleep(0.5)
     assert run_processes(str(out)) == []
@@ -90,12 +112,12 @@ def test_ctrl_c_stops_every_process(tmp_path):
 
 def test_a_crashed_actor_stops_the_run_and_leaves_no_orphan(tmp_path):
     out = tmp_path / "crashed"
-    proc = start_long_run(out)
-    wait_for_steps(out, 2, proc)
-    actor = [pid for pid, cmd in run_processes(str(out)) if "--actor-id actor-1" in cmd]
-    assert len(actor) == 1
-    os.kill(actor[0], signal.SIGKILL)
-    output, _ = proc.communicate(timeout=60)
+    with long_run(out) as proc:
+        wait_for_steps(out, 2, proc)
+        actor = [pid for pid, cmd in run_processes(str(out)) if "--actor-id actor-1" in cmd]
+        assert len(actor) == 1
+        os.kill(actor[0], signal.SIGKILL)
+        output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "actor-1 exited" in output
     time.sleep(0.5)
