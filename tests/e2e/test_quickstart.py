@@ -98,12 +98,14 @@ def test_quickstart_learns_across_processes(tmp_path):
     assert run_processes(str(out)) == []
 
 
-def test_ctrl_c_stops_every_process(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_stops_every_process(tmp_path, signum):
+    """Ctrl-C, and the SIGTERM of a process manager (or of `long_run`'s clean-up), stop the run."""
     out = tmp_path / "interrupted"
     with long_run(out) as proc:
         wait_for_steps(out, 3, proc)
         assert len(run_processes(str(out))) >= 5  # redis, reward, learner, two actors
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         proc.wait(timeout=60)
     assert proc.returncode == 130
     time.sleep(0.5)
