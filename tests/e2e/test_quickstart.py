@@ -99,7 +99,7 @@ def test_quickstart_learns_across_processes(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
-def test_ctrl_c_stops_every_process(tmp_path, signum):
+def test_ctrl_c_or_sigterm_stops_every_process(tmp_path, signum):
     """Ctrl-C, and the SIGTERM of a process manager (or of `long_run`'s clean-up), stop the run."""
     out = tmp_path / "interrupted"
     with long_run(out) as proc:
